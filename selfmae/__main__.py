@@ -1,0 +1,3 @@
+from selfmae.cli import main
+
+raise SystemExit(main())
