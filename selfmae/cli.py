@@ -1,0 +1,130 @@
+"""`python -m selfmae ...`: the stages as commands, for scripts, servers and `torchrun`.
+
+Every command calls the same functions the notebooks call (selfmae.data, selfmae.experiments, selfmae.runner);
+`--set key=value` overrides config keys through `selfmae.config.load_config`, exactly like papermill parameters.
+
+    python -m selfmae prepare-data --synthetic --dataset btcv --out-dir data/synthetic
+    python -m selfmae check-data --dataset btcv --data-dir /data/BTCV
+    python -m selfmae pretrain --config pretrain_btcv --profile paper --data-dir /data/BTCV --out-dir runs/paper/pretrain_btcv
+    torchrun --nproc_per_node=4 -m selfmae pretrain --config pretrain_btcv --profile paper ...
+    python -m selfmae finetune --config finetune_btcv --set model.init=mae --set model.pretrained=runs/.../best.pt
+    python -m selfmae reproduce --profile tiny
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DATASETS = ("cxr14", "btcv", "brats", "medmnist")
+
+
+def _parse_sets(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set expects key=value (e.g. train.epochs=5), got {pair!r}")
+        out[key.strip()] = value
+    return out
+
+
+def _add_run_args(p: argparse.ArgumentParser, default_config: str) -> None:
+    p.add_argument("--config", default=default_config,
+                   help=f"experiment name under selfmae/configs or a YAML path (default: {default_config})")
+    p.add_argument("--profile", default="tiny", choices=("tiny", "paper"), help="numbers to use (default: tiny)")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="dataset root in its real layout (default: the synthetic phantoms under data/synthetic)")
+    p.add_argument("--out-dir", type=Path, default=None, help="run folder (default: runs/<profile>/<experiment>)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set train.epochs=5 (repeatable)")
+    p.add_argument("--seed", type=int, default=None, help="shortcut for --set train.seed=N")
+    p.add_argument("--device", default=None, help="shortcut for --set train.device=cpu|cuda|auto")
+    p.add_argument("--force", action="store_true", help="re-run even if the run folder holds a finished run")
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    ov = _parse_sets(args.sets)
+    if args.seed is not None:
+        ov["train.seed"] = args.seed
+    if args.device is not None:
+        ov["train.device"] = args.device
+    if args.data_dir is not None:
+        ov["data.data_dir"] = str(args.data_dir)
+    return ov
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m selfmae", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("prepare-data", help="write the synthetic phantoms in the real datasets' layouts")
+    p.add_argument("--synthetic", action="store_true", required=True,
+                   help="generate phantoms (real data is never downloaded: point --data-dir at it instead)")
+    p.add_argument("--dataset", choices=("cxr14", "btcv", "brats", "all"), default="all")
+    p.add_argument("--out-dir", type=Path, default=Path("data/synthetic"), help="parent folder (default: data/synthetic)")
+    p.add_argument("--size", choices=("tiny", "paper"), default="tiny", help="phantom sizes (default: tiny)")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("check-data", help="integrity check of a dataset folder; lists every problem found")
+    p.add_argument("--dataset", choices=DATASETS, required=True)
+    p.add_argument("--data-dir", type=Path, required=True, help="dataset root (for medmnist: the .npz file)")
+
+    p = sub.add_parser("pretrain", help="MAE self pre-training (resumes an interrupted run)")
+    _add_run_args(p, "pretrain_btcv")
+    p = sub.add_parser("finetune", help="fine-tune a classifier/UNETR (scratch, ImageNet or MAE init) and evaluate")
+    _add_run_args(p, "finetune_btcv")
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint on the evaluation split; writes per-case CSVs")
+    _add_run_args(p, "finetune_btcv")
+    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint file (best.pt / last.pt)")
+
+    p = sub.add_parser("reproduce", help="run every numbered notebook through papermill (skips unchanged steps)")
+    p.add_argument("--profile", default="tiny", choices=("tiny", "paper"))
+    p.add_argument("--data-dir", type=Path, default=None, help="parent folder holding the real datasets")
+    p.add_argument("--only", nargs="*", default=None, metavar="NB", help="notebook name prefixes, e.g. 01 05")
+    p.add_argument("--force", action="store_true", help="re-run notebooks even when their inputs are unchanged")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (steps, estimated GPU-hours) and exit")
+    p.add_argument("-p", "--param", dest="params", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra papermill parameter for every notebook (repeatable)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "prepare-data":
+        from selfmae.data import prepare_synthetic
+
+        names = ("cxr14", "btcv", "brats") if args.dataset == "all" else (args.dataset,)
+        for name in names:
+            root = prepare_synthetic(name, args.out_dir / name, size=args.size, seed=args.seed)
+            print(f"{name}: wrote synthetic phantoms to {root}")
+        return 0
+    if args.command == "check-data":
+        from selfmae.data import check_data
+
+        problems = check_data(args.dataset, args.data_dir)
+        for problem in problems:
+            print(f"ERROR {problem}", file=sys.stderr)
+        print(f"{args.dataset} at {args.data_dir}: {len(problems)} problem(s)")
+        return 1 if problems else 0
+    if args.command == "reproduce":
+        from selfmae.runner import reproduce
+
+        return reproduce(profile=args.profile, data_dir=args.data_dir, only=args.only, force=args.force,
+                         dry_run=args.dry_run, params=_parse_sets(args.params))
+
+    from selfmae.config import load_config
+
+    cfg = load_config(args.config, args.profile, _overrides(args))
+    from selfmae import experiments
+
+    if args.command == "pretrain":
+        result = experiments.run_pretrain(cfg, out_dir=args.out_dir, force=args.force)
+    elif args.command == "finetune":
+        result = experiments.run_finetune(cfg, out_dir=args.out_dir, force=args.force)
+    else:
+        result = experiments.run_evaluate(cfg, checkpoint=args.checkpoint, out_dir=args.out_dir)
+    print(json.dumps(result if isinstance(result, dict) else experiments.summary(result), indent=2, default=str))
+    return 0
