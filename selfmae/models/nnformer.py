@@ -1,0 +1,426 @@
+"""nnFormer (Zhou et al. 2021) and a masked autoencoder for its hierarchical encoder.
+
+nnFormer is a 3D U-shaped transformer: a convolutional embedding turns the volume into a token grid, encoder
+stages of windowed self-attention (local windows, alternating with shifted windows so information crosses
+window borders; a window as large as the grid is global attention) are separated by strided-convolution
+down-sampling, and the decoder mirrors them with strided transposed convolutions.  Instead of concatenating the
+encoder skip, the first block of each decoder stage is *skip attention*: queries from the decoder, keys and values
+from the encoder feature of the same resolution.  A final transposed convolution expands tokens to voxels.
+
+One attention module serves every block (local, shifted, skip): `torch.nn.functional.scaled_dot_product_attention`
+on windows, with the relative position bias and the shifted-window mask passed together as the additive mask.
+
+`NnFormerMAE` pre-trains the same `NnFormerEncoder` (the MAE-nnFormer paper): a hierarchical encoder cannot drop
+tokens, so hidden regions are chosen on the coarsest (bottleneck) grid, their voxels are zeroed and their
+embeddings replaced by a learnable mask token, and a linear head on the bottleneck predicts each hidden cell's
+voxels.  `transfer_encoder` copies those weights into an `NnFormer` segmenter, reporting every key.
+
+Tensors are channels-last inside the transformer: (B, D, H, W, C).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import torch
+import torch.nn.functional as F
+from monai.networks.blocks import MLPBlock
+from monai.networks.layers import DropPath
+from monai.networks.nets.swin_unetr import compute_mask, window_partition, window_reverse
+from torch import nn
+
+Triple = tuple[int, int, int]
+
+#: Recommended constructor kwargs. `paper` is nnFormer's Synapse setting (crop 64x128x128, patch 2x4x4, token grids
+#: 32/16/8/4 with windows 4/4/8/4: the last two stages attend globally).  `tiny` runs a fwd+bwd in well under a
+#: second on CPU at batch 2; its bottleneck grid is 4x4x4 (64 MAE cells).
+NNFORMER_SIZES: dict[str, dict] = {
+    "tiny": dict(img_size=(32, 32, 32), patch_size=(2, 2, 2), embed_dim=24, depths=(2, 2, 2),
+                 num_heads=(1, 2, 4), window_sizes=(4, 4, 4)),
+    "paper": dict(img_size=(64, 128, 128), patch_size=(2, 4, 4), embed_dim=96, depths=(2, 2, 2, 2),
+                  num_heads=(3, 6, 12, 24), window_sizes=(4, 4, 8, 4)),
+}
+
+
+def _triple(v: int | Sequence[int], name: str) -> Triple:
+    t = (v,) * 3 if isinstance(v, int) else tuple(int(i) for i in v)
+    if len(t) != 3 or min(t) < 1:
+        raise ValueError(f"{name} must be a positive int or 3 positive ints, got {v!r}")
+    return t  # type: ignore[return-value]
+
+
+class StageGeometry(NamedTuple):
+    grid: Triple    # token grid of the stage (D, H, W)
+    window: Triple  # attention window, clipped to the grid
+    shift: Triple   # shift of the alternate blocks; 0 on axes where the window spans the grid
+
+
+def stage_geometry(img_size: Sequence[int], patch_size: int | Sequence[int], window_sizes: Sequence,
+                   n_stages: int) -> list[StageGeometry]:
+    """Token grid, window and shift of each stage, or a ValueError naming what does not divide.
+
+    The embedding grid is img_size / patch_size; each later stage halves it, so img_size must be divisible by
+    patch_size * 2**(n_stages-1); each stage's window (clipped to its grid) must divide that grid.
+    """
+    img, patch = _triple(img_size, "img_size"), _triple(patch_size, "patch_size")
+    if len(window_sizes) != n_stages:
+        raise ValueError(f"window_sizes has {len(window_sizes)} entries, expected one per stage ({n_stages})")
+    unit = tuple(p * 2 ** (n_stages - 1) for p in patch)
+    if any(i % u for i, u in zip(img, unit)):
+        raise ValueError(f"img_size {img} must be divisible by patch_size {patch} x 2**(stages-1) = {unit}")
+    out = []
+    for s, ws in enumerate(window_sizes):
+        grid = tuple(i // p // 2**s for i, p in zip(img, patch))
+        win = tuple(min(w, g) for w, g in zip(_triple(ws, f"window_sizes[{s}]"), grid))
+        if any(g % w for g, w in zip(grid, win)):
+            raise ValueError(f"stage {s}: window {win} does not divide the token grid {grid} "
+                             f"(img_size {img} / patch_size {patch} / 2**{s})")
+        shift = tuple(w // 2 if w < g else 0 for w, g in zip(win, grid))
+        out.append(StageGeometry(grid, win, shift))  # type: ignore[arg-type]
+    return out
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.permute(0, 2, 3, 4, 1)
+
+
+def _channels_first(x: torch.Tensor) -> torch.Tensor:
+    return x.permute(0, 4, 1, 2, 3)
+
+
+class WindowAttention(nn.Module):
+    """Multi-head attention inside windows of N = prod(window) tokens, with a learned relative position bias.
+
+    Queries come from `xq`, keys/values from `xkv` (the same tensor for self-attention, the encoder skip for skip
+    attention).  The bias (heads, N, N) and the optional shifted-window mask (nW, N, N) are summed into SDPA's
+    additive `attn_mask`; for the masked case the windows are folded into the head axis, (B, nW*heads, N, hd), so
+    the mask broadcasts over the batch without being copied per sample.
+    """
+
+    def __init__(self, dim: int, num_heads: int, window: Triple):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads, self.window = num_heads, window
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+        span = [2 * w - 1 for w in window]
+        self.bias_table = nn.Parameter(torch.zeros(span[0] * span[1] * span[2], num_heads))
+        nn.init.trunc_normal_(self.bias_table, std=0.02)
+        coords = torch.stack(torch.meshgrid(*[torch.arange(w) for w in window], indexing="ij")).flatten(1)
+        rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + torch.tensor([w - 1 for w in window])
+        self.register_buffer("bias_index", (rel[..., 0] * span[1] + rel[..., 1]) * span[2] + rel[..., 2],
+                             persistent=False)  # (N, N) into bias_table
+
+    def forward(self, xq: torch.Tensor, xkv: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """xq, xkv: (B*nW, N, C) windows; mask: (nW, N, N) additive or None -> (B*nW, N, C)."""
+        bw, n, c = xq.shape
+        h = self.num_heads
+        q = self.q(xq).view(bw, n, h, c // h).transpose(1, 2)
+        k, v = self.kv(xkv).view(bw, n, 2, h, c // h).permute(2, 0, 3, 1, 4)
+        bias = self.bias_table[self.bias_index].permute(2, 0, 1)  # (h, N, N)
+        if mask is None:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+        else:
+            nw = mask.shape[0]
+            q, k, v = (t.reshape(bw // nw, nw * h, n, c // h) for t in (q, k, v))
+            attn_mask = (bias.unsqueeze(0) + mask.unsqueeze(1)).reshape(nw * h, n, n)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask.to(q.dtype)).view(bw, h, n, c // h)
+        return self.proj(out.transpose(1, 2).reshape(bw, n, c))
+
+
+class NnFormerBlock(nn.Module):
+    """Pre-norm transformer block on windows: LV-MSA (no shift), shifted windows (shift > 0) or, with `skip=True`,
+    skip attention whose keys/values come from the encoder feature passed as `context`.
+
+    The shifted-window mask depends only on the (fixed) grid, so it is built once as a non-persistent buffer.
+    """
+
+    def __init__(self, dim: int, num_heads: int, geometry: StageGeometry, shifted: bool, drop_path: float = 0.0,
+                 mlp_ratio: float = 4.0, skip: bool = False):
+        super().__init__()
+        self.window = geometry.window
+        self.shift = geometry.shift if shifted else (0, 0, 0)
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm_skip = nn.LayerNorm(dim) if skip else None
+        self.attn = WindowAttention(dim, num_heads, self.window)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = MLPBlock(dim, int(dim * mlp_ratio), dropout_rate=0.0, act="GELU")
+        mask = compute_mask(geometry.grid, self.window, self.shift, None) if any(self.shift) else None
+        self.register_buffer("shift_mask", mask, persistent=False)
+
+    def _windows(self, x: torch.Tensor) -> torch.Tensor:
+        if any(self.shift):
+            x = torch.roll(x, tuple(-s for s in self.shift), dims=(1, 2, 3))
+        return window_partition(x, self.window)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, D, H, W, C); context: encoder skip of the same shape (skip blocks only) -> (B, D, H, W, C)."""
+        if (context is None) != (self.norm_skip is None):
+            raise ValueError("a skip-attention block needs `context`; other blocks must not get one")
+        b, d, h, w, _ = x.shape
+        xq = self._windows(self.norm1(x))
+        xkv = xq if context is None else self._windows(self.norm_skip(context))
+        out = window_reverse(self.attn(xq, xkv, self.shift_mask), self.window, (b, d, h, w))
+        if any(self.shift):
+            out = torch.roll(out, self.shift, dims=(1, 2, 3))
+        x = x + self.drop_path(out)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+def _stage_blocks(dim: int, heads: int, depth: int, geometry: StageGeometry, dpr: Sequence[float],
+                  skip_first: bool = False) -> nn.ModuleList:
+    """`depth` blocks alternating local and shifted windows; optionally the first one is skip attention."""
+    return nn.ModuleList(NnFormerBlock(dim, heads, geometry, shifted=j % 2 == 1, drop_path=dpr[j],
+                                       skip=skip_first and j == 0) for j in range(depth))
+
+
+class ConvEmbedding(nn.Module):
+    """Strided 3x3x3 convolutions (stride <= 2 per axis each) from voxels to the first token grid.
+
+    Small overlapping kernels instead of one patchifying convolution, as in nnFormer; e.g. patch (2, 4, 4) is
+    stride (2, 2, 2) then (1, 2, 2).  GELU + LayerNorm between the convolutions, LayerNorm on the output tokens.
+    (B, C_in, D, H, W) -> (B, D/pD, H/pH, W/pW, embed_dim).
+    """
+
+    def __init__(self, in_channels: int, embed_dim: int, patch_size: Triple):
+        super().__init__()
+        if any(p & (p - 1) for p in patch_size):
+            raise ValueError(f"patch_size {patch_size} must be powers of two (built from stride-2 convolutions)")
+        strides, left = [], list(patch_size)
+        while any(p > 1 for p in left) or not strides:
+            strides.append(tuple(2 if p > 1 else 1 for p in left))
+            left = [max(p // 2, 1) for p in left]
+        chans = [in_channels] + [embed_dim // 2] * (len(strides) - 1) + [embed_dim]
+        self.convs = nn.ModuleList(nn.Conv3d(chans[i], chans[i + 1], 3, stride=s, padding=1)
+                                   for i, s in enumerate(strides))
+        self.norms = nn.ModuleList(nn.LayerNorm(c) for c in chans[1:])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            x = conv(x if i == 0 else _channels_first(x))
+            x = norm(_channels_last(F.gelu(x) if i < len(self.convs) - 1 else x))
+        return x
+
+
+class Resample(nn.Module):
+    """LayerNorm then a 2x2x2 stride-2 convolution (down: C -> 2C) or transposed convolution (up: C -> C/2)."""
+
+    def __init__(self, dim: int, up: bool):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        conv = nn.ConvTranspose3d if up else nn.Conv3d
+        self.conv = conv(dim, dim // 2 if up else dim * 2, kernel_size=2, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, D, H, W, C) -> (B, 2D, 2H, 2W, C/2) up, or (B, D/2, H/2, W/2, 2C) down."""
+        return _channels_last(self.conv(_channels_first(self.norm(x))))
+
+
+def _drop_path_rates(drop_path: float, depths: Sequence[int]) -> list[list[float]]:
+    n = sum(depths)
+    rates = [drop_path * i / max(n - 1, 1) for i in range(n)]  # linear, plain Python (works under a meta device)
+    return [rates[sum(depths[:s]):sum(depths[:s + 1])] for s in range(len(depths))]
+
+
+class NnFormerEncoder(nn.Module):
+    """Convolutional embedding + stages of (local, shifted) window attention with strided-conv down-sampling.
+
+    Shared by `NnFormer` and `NnFormerMAE` (same class, same parameter names) so pre-trained weights transfer.
+    forward: (B, C_in, *img_size) -> list over stages of normalised features (B, *grid_s, embed_dim * 2**s).
+    """
+
+    def __init__(self, in_channels: int, img_size: Sequence[int], patch_size: int | Sequence[int] = (2, 4, 4),
+                 embed_dim: int = 96, depths: Sequence[int] = (2, 2, 2, 2), num_heads: Sequence[int] = (3, 6, 12, 24),
+                 window_sizes: Sequence = (4, 4, 8, 4), drop_path: float = 0.0):
+        super().__init__()
+        if not len(depths) == len(num_heads) >= 2:
+            raise ValueError(f"depths {depths} and num_heads {num_heads} need the same length >= 2")
+        self.img_size, self.patch_size = _triple(img_size, "img_size"), _triple(patch_size, "patch_size")
+        self.geometry = stage_geometry(self.img_size, self.patch_size, window_sizes, len(depths))
+        self.dims = [embed_dim * 2**s for s in range(len(depths))]
+        dpr = _drop_path_rates(drop_path, depths)
+        self.embed = ConvEmbedding(in_channels, embed_dim, self.patch_size)
+        self.stages = nn.ModuleList(_stage_blocks(self.dims[s], num_heads[s], depths[s], self.geometry[s], dpr[s])
+                                    for s in range(len(depths)))
+        self.downs = nn.ModuleList(Resample(d, up=False) for d in self.dims[:-1])
+        self.norms = nn.ModuleList(nn.LayerNorm(d) for d in self.dims)
+        self.apply(_init_weights)
+
+    def forward(self, x: torch.Tensor, token_mask: torch.Tensor | None = None,
+                mask_token: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """x: (B, C_in, *img_size); token_mask: (B, *grid_0) 1 = replace that embedding by `mask_token` (C,)."""
+        if tuple(x.shape[2:]) != self.img_size:
+            raise ValueError(f"input spatial size {tuple(x.shape[2:])} != img_size {self.img_size} "
+                             "(use sliding-window inference with roi_size = img_size)")
+        x = self.embed(x)
+        if token_mask is not None:
+            m = token_mask.unsqueeze(-1).to(x.dtype)
+            x = x * (1 - m) + mask_token.to(x.dtype) * m
+        feats = []
+        for s, blocks in enumerate(self.stages):
+            if s:
+                x = self.downs[s - 1](x)
+            for blk in blocks:
+                x = blk(x)
+            feats.append(self.norms[s](x))
+        return feats
+
+
+def _init_weights(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
+class NnFormer(nn.Module):
+    """nnFormer segmenter: `NnFormerEncoder`, a decoder of transposed-conv up-sampling + skip-attention stages,
+    and a transposed convolution expanding tokens to voxels (kernel = stride = patch_size).
+
+    forward: (B, C_in, *img_size) -> logits (B, out_channels, *img_size); with `deep_supervision` and in training
+    mode a list [full, 1/2, 1/4, ...] resolution logits, one per decoder stage (nnU-Net style).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, img_size: Sequence[int],
+                 patch_size: int | Sequence[int] = (2, 4, 4), embed_dim: int = 96, depths: Sequence[int] = (2, 2, 2, 2),
+                 num_heads: Sequence[int] = (3, 6, 12, 24), window_sizes: Sequence = (4, 4, 8, 4),
+                 drop_path: float = 0.2, deep_supervision: bool = False):
+        super().__init__()
+        self.encoder = NnFormerEncoder(in_channels, img_size, patch_size, embed_dim, depths, num_heads,
+                                       window_sizes, drop_path)
+        enc, dpr = self.encoder, _drop_path_rates(drop_path, depths)
+        stages = range(len(depths) - 1)  # decoder stage s works on encoder grid s, finest first
+        self.ups = nn.ModuleList(Resample(enc.dims[s + 1], up=True) for s in stages)
+        self.decoder = nn.ModuleList(_stage_blocks(enc.dims[s], num_heads[s], depths[s], enc.geometry[s], dpr[s],
+                                                   skip_first=True) for s in stages)
+        self.deep_supervision = deep_supervision
+        p = enc.patch_size
+        self.heads = nn.ModuleList(nn.ConvTranspose3d(enc.dims[s], out_channels, kernel_size=p, stride=p)
+                                   for s in (stages if deep_supervision else [0]))
+        self.apply(_init_weights)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        feats = self.encoder(x)
+        y, outs = feats[-1], []
+        for s in reversed(range(len(self.decoder))):
+            y = self.ups[s](y)
+            for j, blk in enumerate(self.decoder[s]):
+                y = blk(y, feats[s] if j == 0 else None)
+            if s < len(self.heads):
+                outs.append(self.heads[s](_channels_first(y)))
+        outs.reverse()
+        return outs if self.deep_supervision and self.training else outs[0]
+
+
+class NnFormerMAE(nn.Module):
+    """Masked autoencoder for the hierarchical nnFormer encoder (SimMIM-style, since windows need a full grid).
+
+    Cells of the bottleneck grid (cell = patch_size * 2**(stages-1) voxels per axis, N = prod(grid_last) cells)
+    are hidden at random: their voxels are zeroed (so the overlapping embedding convolutions see none of them)
+    and their embeddings replaced by a learnable `mask_token`; a linear head on the bottleneck feature of each
+    cell predicts its prod(cell) * C_in voxels.  Loss: MSE on hidden cells only, targets normalised per cell
+    (`norm_pix_loss`).
+
+    forward(x, mask_ratio=None) -> (loss, pred (B, N, prod(cell)*C_in), mask (B, N) 1 = hidden), like the ViT MAE.
+    """
+
+    def __init__(self, in_channels: int, img_size: Sequence[int], patch_size: int | Sequence[int] = (2, 4, 4),
+                 embed_dim: int = 96, depths: Sequence[int] = (2, 2, 2, 2), num_heads: Sequence[int] = (3, 6, 12, 24),
+                 window_sizes: Sequence = (4, 4, 8, 4), drop_path: float = 0.0, mask_ratio: float = 0.75,
+                 norm_pix_loss: bool = True):
+        super().__init__()
+        self.encoder = NnFormerEncoder(in_channels, img_size, patch_size, embed_dim, depths, num_heads,
+                                       window_sizes, drop_path)
+        self.mask_ratio, self.norm_pix_loss, self.in_channels = mask_ratio, norm_pix_loss, in_channels
+        self.grid = self.encoder.geometry[-1].grid
+        self.cell = tuple(i // g for i, g in zip(self.encoder.img_size, self.grid))
+        self.num_cells = self.grid[0] * self.grid[1] * self.grid[2]
+        self.mask_token = nn.Parameter(torch.zeros(embed_dim))
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        self.head = nn.Linear(self.encoder.dims[-1], self.cell[0] * self.cell[1] * self.cell[2] * in_channels)
+        _init_weights(self.head)
+
+    def random_masking(self, batch: int, mask_ratio: float, device: torch.device) -> torch.Tensor:
+        """(B, N) float mask, exactly round(N * mask_ratio) ones per sample, drawn on `device` by argsort of noise."""
+        n_hide = round(self.num_cells * mask_ratio)
+        if not 0 < n_hide < self.num_cells:
+            raise ValueError(f"mask_ratio {mask_ratio} hides {n_hide} of {self.num_cells} cells; need 1..N-1")
+        order = torch.argsort(torch.rand(batch, self.num_cells, device=device), dim=1)
+        mask = torch.zeros(batch, self.num_cells, device=device)
+        return mask.scatter_(1, order[:, :n_hide], 1.0)
+
+    def _upsample(self, mask: torch.Tensor, factor: Sequence[int]) -> torch.Tensor:
+        """(B, N) cell mask -> (B, *grid * factor) volume."""
+        m = mask.view(-1, *self.grid)
+        for ax, f in enumerate(factor, start=1):
+            m = m.repeat_interleave(f, dim=ax)
+        return m
+
+    def patchify(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, D, H, W) -> (B, N, prod(cell) * C), cells in row-major grid order (the bottleneck's token order)."""
+        (gd, gh, gw), (cd, ch, cw) = self.grid, self.cell
+        x = x.reshape(x.shape[0], x.shape[1], gd, cd, gh, ch, gw, cw)
+        return x.permute(0, 2, 4, 6, 3, 5, 7, 1).reshape(x.shape[0], self.num_cells, -1)
+
+    def unpatchify(self, p: torch.Tensor) -> torch.Tensor:
+        """(B, N, prod(cell) * C) -> (B, C, D, H, W); inverse of `patchify`."""
+        (gd, gh, gw), (cd, ch, cw) = self.grid, self.cell
+        x = p.reshape(p.shape[0], gd, gh, gw, cd, ch, cw, self.in_channels)
+        return x.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(p.shape[0], self.in_channels, *self.encoder.img_size)
+
+    def _target_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        target = self.patchify(x.float())
+        mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
+        return target, mean, (var + 1e-6).sqrt()
+
+    def forward(self, x: torch.Tensor, mask_ratio: float | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        ratio = self.mask_ratio if mask_ratio is None else mask_ratio
+        mask = self.random_masking(x.shape[0], ratio, x.device)
+        hidden = self._upsample(mask, self.cell).unsqueeze(1).to(x.dtype)
+        token_factor = tuple(c // p for c, p in zip(self.cell, self.encoder.patch_size))
+        feats = self.encoder(x * (1 - hidden), self._upsample(mask, token_factor), self.mask_token)
+        pred = self.head(feats[-1]).reshape(x.shape[0], self.num_cells, -1)
+        target, mean, std = self._target_stats(x)
+        if self.norm_pix_loss:
+            target = (target - mean) / std
+        per_cell = (pred.float() - target).pow(2).mean(-1)
+        loss = (per_cell * mask).sum() / mask.sum()
+        return loss, pred, mask
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Volumes shaped like x for figures: masked input, reconstruction, visible+reconstructed, |pasted - x|.
+
+        With norm_pix_loss the prediction is de-normalised with each cell's true mean/std (display only).
+        """
+        pred = pred.float()
+        if self.norm_pix_loss:
+            _, mean, std = self._target_stats(x)
+            pred = pred * std + mean
+        recon = self.unpatchify(pred)
+        hidden = self._upsample(mask.float(), self.cell).unsqueeze(1)
+        x = x.float()
+        masked = x * (1 - hidden)
+        pasted = masked + recon * hidden
+        return dict(masked=masked, recon=recon, pasted=pasted, error=(pasted - x).abs())
+
+
+class EncoderTransfer(NamedTuple):
+    missing: list[str]
+    unexpected: list[str]
+    loaded: list[str]
+
+
+def transfer_encoder(mae: NnFormerMAE, segmenter: NnFormer, strict: bool = True) -> EncoderTransfer:
+    """Copy `mae.encoder` weights into `segmenter.encoder`; with `strict`, raise unless every key matched."""
+    state = mae.encoder.state_dict()
+    result = segmenter.encoder.load_state_dict(state, strict=False)
+    report = EncoderTransfer(list(result.missing_keys), list(result.unexpected_keys),
+                             [k for k in state if k not in result.unexpected_keys])
+    if strict and (report.missing or report.unexpected):
+        raise ValueError(f"encoder transfer mismatch: missing {report.missing}, unexpected {report.unexpected}")
+    return report
