@@ -67,7 +67,8 @@ def build_optimizer(model: nn.Module, train_cfg: Mapping[str, Any]) -> torch.opt
     """AdamW over `param_groups`; a group's lr is lr x its `lr_scale` (layer decay) unless it sets `lr` itself."""
     lr = float(train_cfg["lr"])
     groups = param_groups(model, float(train_cfg["weight_decay"]), train_cfg.get("layer_decay"))
-    groups = [g for g in groups if len(list(g["params"])) > 0]
+    groups = [{**g, "params": list(g["params"])} for g in groups]
+    groups = [g for g in groups if g["params"]]
     for g in groups:
         g.setdefault("lr", lr * float(g.get("lr_scale", 1.0)))
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(train_cfg["betas"]),

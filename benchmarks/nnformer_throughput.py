@@ -1,0 +1,127 @@
+"""NnFormerMAE training-step throughput (forward + backward + AdamW), fp32 and bf16, against a same-process reference.
+
+The reference is MONAI's SwinUNETR (the field's 3D shifted-window network) doing the same masked-reconstruction
+step: the hidden cells of the input are zeroed and an MSE on those voxels is minimised.  Ratios (ours / reference)
+are what to compare across machines; absolute numbers depend on the card or CPU.
+
+    python benchmarks/nnformer_throughput.py                       # tiny size on CPU
+    python benchmarks/nnformer_throughput.py --device cuda         # paper size (64x128x128) on a GPU
+
+Writes benchmarks/results/nnformer_throughput_<device>.json and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from monai.networks.nets import SwinUNETR
+
+from selfmae.io import atomic_write_text
+from selfmae.models.nnformer import NNFORMER_SIZES, NnFormerMAE
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _swin_reference(mae: NnFormerMAE, in_channels: int, size: dict) -> Callable[[torch.Tensor], torch.Tensor]:
+    """SwinUNETR reconstructing the hidden cells chosen by `mae.random_masking` (loss on hidden voxels only)."""
+    swin = SwinUNETR(in_channels, in_channels, feature_size=size["embed_dim"], depths=size["depths"],
+                     num_heads=size["num_heads"], window_size=4, use_flash_attention=True)
+
+    def loss_fn(x: torch.Tensor) -> torch.Tensor:
+        mask = mae.random_masking(x.shape[0], mae.mask_ratio, x.device)
+        hidden = mae._upsample(mask, mae.cell).unsqueeze(1).to(x.dtype)
+        err = (swin(x * (1 - hidden)).float() - x.float()).pow(2) * hidden
+        return err.sum() / (hidden.sum() * x.shape[1])
+
+    loss_fn.module = swin  # type: ignore[attr-defined]
+    return loss_fn
+
+
+def time_steps(module: torch.nn.Module, loss_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+               precision: str, steps: int, warmup: int) -> dict:
+    """Mean seconds per optimiser step after `warmup` steps, volumes/s, and peak CUDA memory."""
+    device = x.device
+    opt = torch.optim.AdamW(module.parameters(), lr=1e-4)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for i in range(warmup + steps):
+        if i == warmup:
+            _sync(device)
+            start = time.perf_counter()
+        with autocast:
+            loss = loss_fn(x)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    _sync(device)
+    sec = (time.perf_counter() - start) / steps
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    return dict(step_s=sec, volumes_per_s=x.shape[0] / sec, peak_mem_gib=peak, final_loss=float(loss))
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--size", choices=sorted(NNFORMER_SIZES), help="default: tiny on cpu, paper on cuda")
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--in-channels", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=None, help="timed steps (default 5 cpu, 20 cuda)")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--precisions", default="fp32,bf16")
+    ap.add_argument("--no-reference", action="store_true", help="skip the MONAI SwinUNETR reference")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    size_name = args.size or ("paper" if device.type == "cuda" else "tiny")
+    size = NNFORMER_SIZES[size_name]
+    steps = args.steps or (20 if device.type == "cuda" else 5)
+    torch.manual_seed(0)
+    x = torch.randn(args.batch, args.in_channels, *size["img_size"], device=device)
+
+    rows = []
+    for precision in args.precisions.split(","):
+        mae = NnFormerMAE(args.in_channels, **size).to(device)
+        models = [("NnFormerMAE", mae, lambda v, m=mae: m(v)[0])]
+        if not args.no_reference:
+            ref = _swin_reference(mae, args.in_channels, size)
+            models.append(("MONAI SwinUNETR (reference)", ref.module.to(device), ref))
+        timed = {name: time_steps(module, fn, x, precision, steps, args.warmup) for name, module, fn in models}
+        base = timed.get("MONAI SwinUNETR (reference)")
+        for name, module, _ in models:
+            r = timed[name]
+            rows.append(dict(model=name, size=size_name, precision=precision, device=str(device), batch=args.batch,
+                             params_m=sum(p.numel() for p in module.parameters()) / 1e6, **r,
+                             speed_vs_reference=base and base["step_s"] / r["step_s"]))
+        del models, mae
+
+    info = dict(torch=torch.__version__, python=platform.python_version(), threads=torch.get_num_threads(),
+                device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+                img_size=size["img_size"], steps=steps, warmup=args.warmup)
+    out = args.out or RESULTS / f"nnformer_throughput_{device.type}.json"
+    atomic_write_text(out, json.dumps(dict(info=info, results=rows), indent=2))
+    print(f"{info['device_name']}, torch {info['torch']}, img {size['img_size']}, batch {args.batch}\n")
+    print("| model | size | precision | params (M) | step (s) | volumes/s | peak GiB | x reference |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        peak = "-" if r["peak_mem_gib"] is None else f"{r['peak_mem_gib']:.1f}"
+        ratio = "-" if r["speed_vs_reference"] is None else f"{r['speed_vs_reference']:.2f}"
+        print(f"| {r['model']} | {r['size']} | {r['precision']} | {r['params_m']:.1f} | {r['step_s']:.3f} | "
+              f"{r['volumes_per_s']:.2f} | {peak} | {ratio} |")
+    print(f"\nwrote {out}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+# %% [markdown]
+# # 06 · Table 1: abdominal multi-organ segmentation on BTCV
+#
+# A UNETR — our ViT encoder plus a convolutional decoder fed by skip connections from blocks 3, 6, 9 and 12 — is
+# trained to segment the abdominal organs from three starting points: random (**scratch**), **ImageNet** weights
+# inflated from 2D to 3D (needs a local weights file; skipped otherwise), and the **MAE** encoder of notebook 03.
+# Scores are Dice (DSC, overlap, higher is better) and the 95th-percentile Hausdorff distance (HD95, in mm, the
+# near-worst boundary error, lower is better) on the 12 validation cases, per organ, from sliding-window inference
+# over the whole volume (windows of the crop size overlapping by half).
+
+# %% tags=["parameters"]
+profile = "tiny"
+data_dir = ""
+out_dir = ""
+results_dir = ""
+seeds = [0, 1, 2]
+device = "auto"
+max_steps = None
+overrides = {}
+imagenet_weights = ""   # a timm-style ViT-B/16 state dict (.pth), inflated to 3D; "" = skip the ImageNet row
+
+# %%
+from pathlib import Path
+
+from selfmae.experiments import finetune_study, study_histories
+from selfmae.notebook import NotebookContext
+from selfmae.report import table1_btcv, table1_btcv_hd95
+from selfmae.viz import plot_training_curves
+
+ctx = NotebookContext(profile, data_dir, out_dir, results_dir, device=device, max_steps=max_steps,
+                      overrides=overrides)
+mae_ckpt = ctx.runs / "pretrain_btcv" / "last.pt"
+assert mae_ckpt.exists(), f"{mae_ckpt} is missing: run notebook 03 first"
+methods = {
+    "scratch": {},
+    "imagenet": ({"model.init": "imagenet", "model.pretrained": imagenet_weights}
+                 if imagenet_weights and Path(imagenet_weights).is_file()
+                 else {"skip": f"no ImageNet weights file (imagenet_weights={imagenet_weights!r})"}),
+    "mae": {"model.init": "mae", "model.pretrained": str(mae_ckpt)},
+}
+
+# %% [markdown]
+# ## Fine-tune
+# The loss is Dice + cross-entropy over background and the organs; training crops are sampled half around organ
+# voxels and half elsewhere (positive/negative sampling), with random flips and 90° rotations.
+
+# %%
+study_dir = ctx.runs / "finetune_btcv"
+results = finetune_study("finetune_btcv", profile, methods, seeds, study_dir,
+                         overrides=ctx.run_overrides("finetune_btcv"))
+
+# %% [markdown]
+# ## Table 1
+# The paper reports DSC per organ and the average HD95; the second table gives our HD95 per organ as well. The
+# paper's printed averages for the UNETR rows differ slightly from the mean of its own per-organ values (see
+# `selfmae/paper_results.yaml`); we print them as published.
+
+# %%
+label = f"ours ({profile})"
+table = table1_btcv(results, label=label)
+ctx.save_table(table, "table1_btcv", "Table 1: BTCV, DSC (%) per organ and average DSC / HD95 (mm); ours = mean "
+               "± 95% CI over seeds", "btcv")
+ctx.save_table(table1_btcv_hd95(results, label=label), "table1_btcv_hd95",
+               "Table 1 companion: BTCV HD95 (mm) per organ", "btcv")
+table
+
+# %%
+fig = plot_training_curves(study_histories(study_dir, list(methods)), metric="mean_dsc",
+                           title="BTCV fine-tuning (validation DSC)")
+ctx.save_figure(fig, "curves_finetune_btcv", "btcv")

@@ -1,0 +1,107 @@
+"""Whole-volume evaluation for segmentation: sliding-window inference, post-processing, per-case metrics.
+
+BTCV (kind "btcv"): softmax classes, argmax, classes `class_indices` (default 1..K) evaluated one-vs-rest.
+BraTS (kind "brats"): independent sigmoid regions (TC, WT, ET), threshold 0.5, every channel evaluated.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from monai.data.utils import affine_to_spacing
+from monai.inferers import sliding_window_inference
+from monai.networks.utils import one_hot
+
+from selfmae.io import atomic_write_text
+
+from .metrics import dice_hd95, summarize_segmentation
+
+log = logging.getLogger("selfmae.eval")
+
+
+def sliding_window_predict(model: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor,
+                           roi_size: Sequence[int], sw_batch_size: int = 1, overlap: float = 0.5,
+                           mode: str = "constant") -> torch.Tensor:
+    """Logits (B, C_out, *spatial) for a whole volume (B, C_in, *spatial) from windows of `roi_size`."""
+    return sliding_window_inference(image, list(roi_size), sw_batch_size, model, overlap=overlap, mode=mode)
+
+
+def postprocess(logits: torch.Tensor, kind: str) -> torch.Tensor:
+    """Binary (B, C_out, *spatial): one-hot argmax for "btcv", sigmoid > 0.5 for "brats"."""
+    if kind == "btcv":
+        return one_hot(logits.argmax(1, keepdim=True), num_classes=logits.shape[1], dim=1)
+    if kind == "brats":
+        return (torch.sigmoid(logits.float()) > 0.5).float()
+    raise ValueError(f"segmentation kind must be 'btcv' or 'brats', got {kind!r}")
+
+
+def target_onehot(label: torch.Tensor, kind: str, num_channels: int) -> torch.Tensor:
+    """btcv labels (B, 1, *spatial) with values 0..C-1 -> one-hot; brats (B, 3, *spatial) regions -> binary."""
+    if kind == "btcv":
+        return one_hot(label.long(), num_classes=num_channels, dim=1)
+    return (label > 0.5).float()
+
+
+def case_spacing(image: Any, index: int, spacing: Sequence[float] | None) -> list[float] | None:
+    """The given spacing, else the voxel size from a MetaTensor's affine, else None (1 mm, logged)."""
+    if spacing is not None:
+        return [float(s) for s in spacing]
+    affine = getattr(image, "affine", None)
+    if affine is None:
+        log.warning("no spacing given and the image has no affine: HD95 computed with 1 mm voxels")
+        return None
+    affine = affine[index] if affine.ndim == 3 else affine
+    return [float(s) for s in affine_to_spacing(affine, r=image.ndim - 2)]
+
+
+@dataclass
+class SegmentationResult:
+    summary: dict[str, float]                       # dice, hd95, dice/<name>, hd95/<name>
+    rows: list[dict[str, Any]] = field(default_factory=list)   # one per case and class
+
+
+@torch.no_grad()
+def evaluate_segmentation(model: Callable[[torch.Tensor], torch.Tensor], loader: Iterable[dict], *, kind: str,
+                          roi_size: Sequence[int], class_names: Sequence[str],
+                          class_indices: Sequence[int] | None = None, spacing: Sequence[float] | None = None,
+                          sw_batch_size: int = 1, overlap: float = 0.5, mode: str = "constant",
+                          device: torch.device | str = "cpu", out_csv: str | Path | None = None
+                          ) -> SegmentationResult:
+    """Dice/HD95 of `model` on whole volumes from `loader` (items with "image", "label", optional "case_id").
+
+    class_indices: output channels to evaluate, in `class_names` order (btcv default 1..K, brats 0..K-1).
+    out_csv: also write the per-case rows (case_id, class, dice, hd95_mm) there, atomically.
+    """
+    k = len(class_names)
+    idx = list(class_indices) if class_indices is not None else list(range(1, k + 1) if kind == "btcv" else range(k))
+    if len(idx) != k:
+        raise ValueError(f"{len(idx)} class_indices for {k} class_names")
+    rows: list[dict[str, Any]] = []
+    dice_all, hd_all = [], []
+    for n, batch in enumerate(loader):
+        image = batch["image"].to(device)
+        logits = sliding_window_predict(model, image, roi_size, sw_batch_size, overlap, mode)
+        pred = postprocess(logits, kind)[:, idx]
+        target = target_onehot(batch["label"].to(device), kind, logits.shape[1])[:, idx]
+        ids = batch.get("case_id", [f"case{n}_{b}" for b in range(image.shape[0])])
+        for b in range(image.shape[0]):
+            v = dice_hd95(pred[b:b + 1], target[b:b + 1], case_spacing(batch["image"], b, spacing), class_names)
+            dice_all.append(v["dice"][0])
+            hd_all.append(v["hd95"][0])
+            rows += [{"case_id": str(ids[b]), "class": name, "dice": float(v["dice"][0, c]),
+                      "hd95_mm": float(v["hd95"][0, c])} for c, name in enumerate(class_names)]
+    values = {"names": list(class_names), "dice": np.array(dice_all).reshape(-1, k),
+              "hd95": np.array(hd_all).reshape(-1, k)}
+    if out_csv is not None:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=["case_id", "class", "dice", "hd95_mm"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(out_csv, buf.getvalue())
+    return SegmentationResult(summarize_segmentation(values), rows)

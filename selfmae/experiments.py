@@ -1,0 +1,381 @@
+"""The stages as functions: config -> data -> model -> engine -> metrics. The CLI and every notebook call these.
+
+A run folder (default `runs/<profile>/<experiment>/...`) receives the resolved config, the run record (commit,
+packages, hardware, seed), `metrics.csv`, checkpoints and, for fine-tuning, `summary.json` with the evaluation
+metrics as flat keys (`mean_dsc`, `dsc/Liver`, `hd95/Liver`, `mauc`, `auc/Effusion`, ...). Finished runs are
+skipped (the engine's `done.json`), so a notebook that is re-run only redraws.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from selfmae.config import load_config, save_run_record
+from selfmae.io import atomic_write_text
+from selfmae.repro import REPO_ROOT, seed_everything
+
+SYNTHETIC_ROOT = REPO_ROOT / "data" / "synthetic"
+MEDMNIST_SAMPLE = REPO_ROOT / "tests" / "data" / "medmnist" / "pneumoniamnist_subset.npz"
+# keys of the model section that choose the initialisation rather than the architecture
+INIT_KEYS = ("init", "pretrained")
+
+
+# ----------------------------------------------------------------------------------------------- data ---------
+def resolve_data_dir(cfg: Mapping, synthetic_root: Path | None = None) -> Path:
+    """The dataset root: `data.data_dir` when set (real data), else the synthetic phantoms (generated if absent)."""
+    from selfmae.data import prepare_synthetic
+
+    data = cfg["data"]
+    if data.get("data_dir"):
+        path = Path(data["data_dir"]).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"data.data_dir={path}: no such file or folder")
+        return path
+    if data["dataset"] == "medmnist":
+        return MEDMNIST_SAMPLE
+    root = Path(synthetic_root or os.environ.get("SELFMAE_SYNTHETIC", SYNTHETIC_ROOT)) / data["dataset"]
+    marker = root / ".selfmae-synthetic.json"
+    size = "paper" if cfg.get("profile") == "paper" else "tiny"
+    if not marker.exists() or json.loads(marker.read_text()).get("size") != size:
+        prepare_synthetic(data["dataset"], root, size=size, seed=0)
+        atomic_write_text(marker, json.dumps({"size": size, "seed": 0}))
+    return root
+
+
+def data_label(cfg: Mapping) -> str:
+    """'synthetic' or the real data path, for stamps."""
+    return str(cfg["data"]["data_dir"]) if cfg["data"].get("data_dir") else "synthetic"
+
+
+def build_data(cfg: Mapping, task: str | None = None, check: bool = True) -> dict:
+    """Check the dataset (every problem listed) and build its datasets for `task` (default: the config's)."""
+    from selfmae.data import build_datasets, require_valid
+
+    data_cfg = dict(cfg["data"], data_dir=str(resolve_data_dir(cfg)))
+    if check:
+        require_valid(data_cfg["dataset"], data_cfg["data_dir"])
+    return build_datasets(data_cfg, task or cfg["task"])
+
+
+# --------------------------------------------------------------------------------------------- models ---------
+def build_model_for(cfg: Mapping) -> torch.nn.Module:
+    """Model from the config, initialised as `model.init` says (scratch | mae | imagenet), the load reported."""
+    from selfmae.models import build_model
+    from selfmae.models.transfer import load_pretrained_encoder
+
+    model_cfg = {k: v for k, v in cfg["model"].items() if k not in INIT_KEYS}
+    model = build_model(model_cfg, cfg["data"])
+    init = cfg["model"].get("init", "scratch")
+    if init != "scratch":
+        path = cfg["model"].get("pretrained")
+        if not path or not Path(path).is_file():
+            raise FileNotFoundError(f"model.init={init} needs model.pretrained to name a checkpoint file; got {path!r}")
+        report = load_pretrained_encoder(model, path, source=init)
+        print(f"loaded {init} weights from {path}: {report}")
+    return model
+
+
+def make_task(cfg: Mapping):
+    """The engine task for the config's `task` (pretrain | classify | segment)."""
+    from selfmae.data import class_names
+    from selfmae.train import ClassificationTask, MAETask, SegmentationTask
+
+    if cfg["task"] == "pretrain":
+        return MAETask()
+    names = class_names(cfg["data"])
+    if cfg["task"] == "classify":
+        return ClassificationTask(num_classes=cfg["model"]["num_classes"], class_names=names)
+    ev = cfg.get("eval", {})
+    return SegmentationTask(kind=cfg["data"]["dataset"], roi_size=cfg["data"]["roi_size"],
+                            spacing=cfg["data"].get("spacing") or [1.0, 1.0, 1.0], class_names=names,
+                            overlap=ev.get("overlap", 0.5), sw_batch_size=ev.get("sw_batch_size", 1))
+
+
+# ------------------------------------------------------------------------------------------- the stages -------
+def default_run_dir(cfg: Mapping, name: str | None = None) -> Path:
+    return REPO_ROOT / "runs" / cfg["profile"] / cfg["experiment"] / (name or f"seed{cfg['train']['seed']}")
+
+
+def run_training(cfg: Mapping, out_dir: str | Path | None = None, force: bool = False,
+                 datasets: Mapping | None = None):
+    """Train one config (pre-training or fine-tuning) into `out_dir`; returns the engine's RunResult.
+
+    `datasets` lets a study reuse cached datasets across methods and seeds (built here when None).
+    """
+    from selfmae.train import fit
+
+    cfg = copy.deepcopy(dict(cfg))
+    out_dir = Path(out_dir or default_run_dir(cfg))
+    seed_record = seed_everything(cfg["train"]["seed"])
+    datasets = datasets or build_data(cfg)
+    model = build_model_for(cfg)
+    save_run_record(cfg, out_dir, extra=seed_record)
+    return fit(model, make_task(cfg), datasets["train"], datasets["val"], cfg["train"], out_dir, force=force)
+
+
+run_pretrain = run_training
+
+
+def run_finetune(cfg: Mapping, out_dir: str | Path | None = None, force: bool = False,
+                 datasets: Mapping | None = None) -> dict:
+    """Fine-tune, then evaluate the best checkpoint on the evaluation split; returns (and stores) the summary."""
+    out_dir = Path(out_dir or default_run_dir(cfg))
+    summary_path = out_dir / "summary.json"
+    if summary_path.exists() and not force:
+        return json.loads(summary_path.read_text())
+    datasets = datasets or build_data(cfg)
+    result = run_training(cfg, out_dir, force=force, datasets=datasets)
+    return run_evaluate(cfg, result.best_ckpt, out_dir, datasets=datasets)
+
+
+def eval_split(datasets: Mapping) -> str:
+    """CXR14 is scored on the official test list; BTCV/BraTS on their validation split (as the paper)."""
+    return "test" if "test" in datasets else "val"
+
+
+def run_evaluate(cfg: Mapping, checkpoint: str | Path, out_dir: str | Path | None = None,
+                 datasets: Mapping | None = None) -> dict:
+    """Evaluate `checkpoint` on the evaluation split: per-case CSV + flat summary.json in `out_dir`."""
+    from selfmae.train.checkpoint import load_model_weights
+
+    out_dir = Path(out_dir or Path(checkpoint).parent)
+    datasets = datasets or build_data(cfg)
+    model = build_model_for(dict(cfg, model=dict(cfg["model"], init="scratch")))
+    load_model_weights(model, checkpoint)
+    task = make_task(cfg)
+    device = torch.device("cuda" if torch.cuda.is_available() and cfg["train"]["device"] != "cpu" else "cpu")
+    split = eval_split(datasets)
+    metrics = task.evaluate_to_csv(model.to(device), datasets[split], device, out_dir / f"per_case_{split}.csv")
+    summary = {"experiment": cfg["experiment"], "split": split, "checkpoint": str(checkpoint),
+               "seed": cfg["train"]["seed"], "init": cfg["model"].get("init", "scratch"), **metrics}
+    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, default=float))
+    return summary
+
+
+def summary(result: Any) -> dict:
+    """A printable summary of a RunResult (CLI output)."""
+    return {"out_dir": str(result.out_dir), "best_metric": result.best_metric, "last_ckpt": str(result.last_ckpt),
+            "best_ckpt": str(result.best_ckpt), "epochs": len(result.history)}
+
+
+# --------------------------------------------------------------------------------------------- studies --------
+def finetune_study(experiment: str, profile: str, methods: Mapping[str, Mapping[str, Any]], seeds: Sequence[int],
+                   out_dir: str | Path, data_dir: str | None = None,
+                   overrides: Mapping[str, Any] | None = None) -> dict[str, list[dict]]:
+    """Fine-tune every method (a dict of config overrides, e.g. {"model.init": "mae", ...}) for every seed.
+
+    Datasets are built once and shared. A method whose overrides hold `skip` (a reason) is not run.
+    Returns method -> list of summaries (one per seed); runs land in out_dir/<method>/seed<N>.
+    """
+    base = dict(overrides or {})
+    if data_dir:
+        base["data.data_dir"] = data_dir
+    results: dict[str, list[dict]] = {}
+    datasets = None
+    for method, method_overrides in methods.items():
+        method_overrides = dict(method_overrides)
+        reason = method_overrides.pop("skip", None)
+        if reason:
+            print(f"{method}: skipped — {reason}")
+            results[method] = []
+            continue
+        for seed in seeds:
+            cfg = load_config(experiment, profile, {**base, **method_overrides, "train.seed": seed})
+            datasets = datasets or build_data(cfg)
+            run_dir = Path(out_dir) / method / f"seed{seed}"
+            results.setdefault(method, []).append(run_finetune(cfg, run_dir, datasets=datasets))
+            print(f"{method} seed {seed}: {_headline(results[method][-1])}")
+    return results
+
+
+def _headline(summary: Mapping) -> str:
+    keys = [k for k in ("mauc", "mean_dsc", "mean_hd95") if k in summary]
+    return ", ".join(f"{k}={summary[k]:.4f}" for k in keys)
+
+
+def load_history(run_dir: str | Path) -> pd.DataFrame:
+    """A run's metrics.csv as a DataFrame."""
+    return pd.read_csv(Path(run_dir) / "metrics.csv")
+
+
+def study_histories(out_dir: str | Path, methods: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """method -> all seeds' metrics.csv stacked (column `seed`), for training-curve figures."""
+    out = {}
+    for method in methods:
+        frames = [load_history(d).assign(seed=d.name) for d in sorted((Path(out_dir) / method).glob("seed*"))
+                  if (d / "metrics.csv").exists()]
+        if frames:
+            out[method] = pd.concat(frames, ignore_index=True)
+    return out
+
+
+# --------------------------------------------------------------------------------------------- figures --------
+def _fit_roi(image: torch.Tensor, roi: Sequence[int]) -> torch.Tensor:
+    """(C, *spatial) -> (C, *roi): centre crop / pad so a whole validation volume fits the MAE's input size."""
+    from monai.transforms import ResizeWithPadOrCrop
+
+    return torch.as_tensor(ResizeWithPadOrCrop(spatial_size=list(roi))(image))
+
+
+def _roi(cfg: Mapping) -> list[int]:
+    data = cfg["data"]
+    return list(data["roi_size"]) if data["spatial_dims"] == 3 else [data["crop"]] * 2
+
+
+@torch.no_grad()
+def reconstruction_examples(cfg: Mapping, checkpoint: str | Path, mask_ratio: float = 0.75, n: int = 1,
+                            seed: int = 0, datasets: Mapping | None = None, channel: int = 0) -> list[dict]:
+    """MAE reconstructions of `n` validation images for Fig. 2: dicts of 2D arrays original/masked/recon/pasted/error.
+
+    3D volumes are shown at their middle axial slice; multi-channel inputs at `channel` (BraTS: 0 = FLAIR).
+    """
+    from selfmae.train.checkpoint import load_model_weights
+
+    datasets = datasets or build_data(cfg, "pretrain", check=False)
+    model = build_model_for(dict(cfg, model=dict(cfg["model"], init="scratch")))
+    load_model_weights(model, checkpoint)
+    model.eval()
+    out = []
+    for i in range(n):
+        item = datasets["val"][i]
+        item = item[0] if isinstance(item, list) else item
+        x = _fit_roi(torch.as_tensor(item["image"]), _roi(cfg))[None].float()
+        torch.manual_seed(seed + i)
+        loss, pred, mask = model(x, mask_ratio=mask_ratio)
+        images = {"original": x, **model.reconstruct(x, pred, mask)}
+        out.append({k: _display_slice(v[0, channel]) for k, v in images.items()} | {"loss": float(loss)})
+    return out
+
+
+def _display_slice(t: torch.Tensor) -> np.ndarray:
+    """(H, W) or (X, Y, Z) -> a 2D array for display (middle axial slice, rotated so anterior is up)."""
+    a = t.float().cpu().numpy()
+    if a.ndim == 3:
+        a = np.rot90(a[:, :, a.shape[2] // 2])
+    return np.ascontiguousarray(a)
+
+
+@torch.no_grad()
+def segmentation_examples(cfg: Mapping, checkpoints: Mapping[str, str | Path], n_cases: int = 2,
+                          datasets: Mapping | None = None) -> list[dict]:
+    """Fig. 3: for `n_cases` validation volumes, the axial slice with most foreground: image, ground truth and
+    each checkpoint's prediction as label maps (BTCV organ ids; BraTS 1 = WT only, 2 = TC, 3 = ET)."""
+    from monai.inferers import sliding_window_inference
+
+    from selfmae.train.checkpoint import load_model_weights
+
+    datasets = datasets or build_data(cfg, check=False)
+    models = {}
+    for name, path in checkpoints.items():
+        model = build_model_for(dict(cfg, model=dict(cfg["model"], init="scratch")))
+        load_model_weights(model, path)
+        models[name] = model.eval()
+    brats = cfg["data"]["dataset"] == "brats"
+    cases = []
+    for i in range(min(n_cases, len(datasets["val"]))):
+        item = datasets["val"][i]
+        image = torch.as_tensor(item["image"])[None].float()
+        label = torch.as_tensor(item["label"])
+        maps = {"ground truth": _label_map(label, brats)}
+        for name, model in models.items():
+            logits = sliding_window_inference(image, cfg["data"]["roi_size"], 4, model, overlap=0.5)[0]
+            maps[name] = _label_map(logits.sigmoid() > 0.5 if brats else logits.argmax(0, keepdim=True), brats)
+        z = int(np.argmax((maps["ground truth"] > 0).sum(axis=(0, 1))))
+        case = {"image": np.rot90(image[0, 0, :, :, z].numpy()), "title": str(item.get("case_id", i))}
+        case.update({k: np.rot90(v[:, :, z]) for k, v in maps.items()})
+        cases.append(case)
+    return cases
+
+
+def _label_map(label: torch.Tensor, brats: bool) -> np.ndarray:
+    """(1, X, Y, Z) ids, or BraTS (3, X, Y, Z) TC/WT/ET channels -> (X, Y, Z) ids (WT 1, TC 2, ET 3)."""
+    label = torch.as_tensor(label)
+    if not brats:
+        return label[0].cpu().numpy().astype(np.int16)
+    tc, wt, et = (label[c].bool().cpu().numpy() for c in range(3))
+    out = np.zeros(wt.shape, np.int16)
+    out[wt], out[tc], out[et] = 1, 2, 3
+    return out
+
+
+def example_gallery(cfg: Mapping, n: int = 4, datasets: Mapping | None = None) -> dict:
+    """A few preprocessed validation items as 2D images + label overlays + titles, for the data notebook.
+
+    Returns {"images": [...], "masks": [... or None], "titles": [...], "n_labels": int}.
+    """
+    from selfmae.data import class_names
+
+    datasets = datasets or build_data(cfg, check=False)
+    names = class_names(cfg["data"])
+    brats = cfg["data"]["dataset"] == "brats"
+    out = {"images": [], "masks": [], "titles": [], "n_labels": 3 if brats else len(names)}
+    for i in range(min(n, len(datasets["val"]))):
+        item = datasets["val"][i]
+        image = torch.as_tensor(item["image"]).float()
+        label = torch.as_tensor(item["label"])
+        case = str(item.get("case_id", i))
+        if cfg["task"] == "classify":
+            found = [names[j] for j in np.flatnonzero(label.numpy() > 0.5)] or ["No Finding"]
+            out["images"].append(image[0].numpy())
+            out["masks"].append(None)
+            out["titles"].append(f"{case}\n{', '.join(found)}")
+            continue
+        ids = _label_map(label, brats)
+        z = int(np.argmax((ids > 0).sum(axis=(0, 1))))
+        for c in range(image.shape[0]) if brats else (0,):
+            out["images"].append(np.rot90(image[c, :, :, z].numpy()))
+            out["masks"].append(np.rot90(ids[:, :, z]))
+            channel = f" · channel {c}" if brats else ""
+            out["titles"].append(f"{case} · slice {z}{channel}")
+    return out
+
+
+def ablation_study(dataset: str, profile: str, grid: Sequence[tuple[float, int]], seeds: Sequence[int],
+                   out_dir: str | Path, overrides: Mapping[str, Mapping[str, Any]] | None = None,
+                   reuse: Mapping[tuple[float, int], tuple[Path, Path]] | None = None) -> dict:
+    """Table 3 (lower): for each (mask ratio, paper pre-training epochs), MAE pre-train then fine-tune per seed.
+
+    Our pre-training length is the profile's epochs scaled by paper_epochs / the paper's base length, so the
+    tiny profile keeps the paper's ratios (e.g. 2x and 4x longer). `overrides` holds the notebook's overrides for
+    "pretrain" and "finetune"; `reuse` maps a grid point to (pre-train run dir, fine-tune study dir) already run by
+    notebooks 03/04 and 06/07 with the same settings. Returns (ratio, epochs) -> list of fine-tune summaries.
+    Pre-training runs land in out_dir/mask<r>_ep<e>/pretrain; fine-tuning in .../mae/seed<N>.
+    """
+    overrides = overrides or {}
+    pre_name, ft_name = f"pretrain_{dataset}", f"finetune_{dataset}"
+    paper_base = load_config(pre_name, "paper")["train"]["epochs"]
+    base = load_config(pre_name, profile, overrides.get("pretrain"))["train"]
+    results = {}
+    for ratio, paper_epochs in grid:
+        point = (ratio, paper_epochs)
+        if reuse and point in reuse:
+            pre_dir, ft_dir = reuse[point]
+        else:
+            pre_dir = Path(out_dir) / f"mask{ratio:g}_ep{paper_epochs}" / "pretrain"
+            ft_dir = pre_dir.parent
+            scale = paper_epochs / paper_base
+            cfg = load_config(pre_name, profile, {**(overrides.get("pretrain") or {}), "model.mask_ratio": ratio,
+                                                  "train.epochs": round(base["epochs"] * scale),
+                                                  "train.warmup_epochs": round(base["warmup_epochs"] * scale)})
+            run_pretrain(cfg, pre_dir)
+        methods = {"mae": {"model.init": "mae", "model.pretrained": str(pre_dir / "last.pt")}}
+        results[point] = finetune_study(ft_name, profile, methods, seeds, ft_dir,
+                                        overrides=overrides.get("finetune"))["mae"]
+        print(f"{dataset} mask {ratio:.3f}, {paper_epochs} paper epochs: "
+              f"mean DSC {np.mean([s['mean_dsc'] for s in results[point]]):.4f}")
+    return results
+
+
+def ablation_epochs(dataset: str, profile: str, grid: Sequence[tuple[float, int]],
+                    overrides: Mapping[str, Any] | None = None) -> dict[int, int]:
+    """Paper pre-training epochs -> the epochs this profile ran for that grid point (for the table)."""
+    paper_base = load_config(f"pretrain_{dataset}", "paper")["train"]["epochs"]
+    base = load_config(f"pretrain_{dataset}", profile, overrides)["train"]["epochs"]
+    return {e: round(base * e / paper_base) for _, e in grid}

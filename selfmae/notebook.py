@@ -1,0 +1,79 @@
+"""What every numbered notebook does around its science: paths, stamps, overrides, saving outputs.
+
+    ctx = NotebookContext(profile, data_dir, out_dir, results_dir, device=device, max_steps=max_steps)
+    cfg = ctx.config("pretrain_btcv")             # resolved, with data_dir/device/max_steps applied
+    ctx.save_table(df, "table1_btcv", "caption")  # tables/<profile>/table1_btcv.{csv,md,tex}, stamped
+    ctx.save_figure(fig, "fig2_reconstructions")  # figures/<profile>/fig2_reconstructions.{png,pdf}, stamped
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from selfmae.config import load_config
+from selfmae.repro import REPO_ROOT
+
+
+@dataclass
+class NotebookContext:
+    profile: str = "tiny"
+    data_dir: str = ""                  # parent folder of the real datasets ("" = synthetic phantoms)
+    out_dir: str = ""                   # runs/<profile> by default
+    results_dir: str = ""               # the repository root by default: tables/<profile>, figures/<profile>
+    device: str = "auto"
+    max_steps: int | None = None        # cap on optimiser steps per training run (smoke tests)
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.runs = Path(self.out_dir or REPO_ROOT / "runs" / self.profile)
+        results = Path(self.results_dir or REPO_ROOT)
+        self.tables = results / "tables" / self.profile
+        self.figures = results / "figures" / self.profile
+        for path in (self.runs, self.tables, self.figures):
+            path.mkdir(parents=True, exist_ok=True)
+
+    # real datasets live in sub-folders of data_dir named as they are released
+    DATASET_FOLDERS = {"cxr14": "ChestX-ray14", "btcv": "BTCV", "brats": "Task01_BrainTumour"}
+
+    def dataset_dir(self, dataset: str) -> str:
+        """'' for synthetic data, else <data_dir>/<the dataset's folder> (or data_dir itself if it is that folder)."""
+        if not self.data_dir:
+            return ""
+        root = Path(self.data_dir).expanduser()
+        sub = root / self.DATASET_FOLDERS.get(dataset, dataset)
+        return str(sub if sub.exists() else root)
+
+    def run_overrides(self, experiment: str, extra: Mapping[str, Any] | None = None) -> dict:
+        """Overrides shared by every run of this notebook: data folder, device, max_steps, the user's own."""
+        cfg = load_config(experiment, self.profile)
+        ov: dict[str, Any] = {"train.device": self.device}
+        if self.dataset_dir(cfg["data"]["dataset"]):
+            ov["data.data_dir"] = self.dataset_dir(cfg["data"]["dataset"])
+        if self.max_steps:
+            ov["train.max_steps"] = int(self.max_steps)
+        ov.update({k: v for k, v in self.overrides.items() if k.split(".")[0] in ("data", "model", "train", "eval")})
+        ov.update(extra or {})
+        return ov
+
+    def config(self, experiment: str, extra: Mapping[str, Any] | None = None) -> dict:
+        return load_config(experiment, self.profile, self.run_overrides(experiment, extra))
+
+    def stamp(self, dataset: str):
+        from selfmae.report import Stamp
+
+        return Stamp.collect(self.profile, self.dataset_dir(dataset) or "synthetic")
+
+    def save_table(self, df, name: str, caption: str, dataset: str) -> dict:
+        from selfmae.report import write_table
+
+        paths = write_table(df, name, self.tables, self.stamp(dataset), caption)
+        print(f"table {name}: {', '.join(str(p) for p in paths.values())}")
+        return paths
+
+    def save_figure(self, fig, name: str, dataset: str) -> dict:
+        from selfmae.viz import save_figure
+
+        paths = save_figure(fig, name, self.figures, self.stamp(dataset))
+        print(f"figure {name}: {', '.join(str(p) for p in paths.values())}")
+        return paths

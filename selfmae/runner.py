@@ -1,0 +1,186 @@
+"""`make reproduce`: run the numbered notebooks in order through papermill, skipping unchanged steps.
+
+Executed copies go to `runs/<profile>/notebooks/` (never next to the sources). A notebook is skipped when its
+*inputs* are unchanged since its last successful run: its source, the package code and configs, the data folder's
+listing, its parameters, and the inputs of every notebook before it (a changed pre-training re-runs what follows).
+A failing notebook keeps its executed copy with the traceback, and the run stops naming it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Mapping
+
+from selfmae.io import atomic_write_text
+from selfmae.repro import REPO_ROOT
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+
+
+def numbered_notebooks(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
+    """notebooks/NN_name.py in numeric order."""
+    return sorted(p for p in notebook_dir.glob("[0-9][0-9]_*.py"))
+
+
+def _hash_files(paths: list[Path], root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(str(p.relative_to(root)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def code_version() -> str:
+    """Hash of the package's code and configs: the 'code version' input of every step."""
+    pkg = REPO_ROOT / "selfmae"
+    files = [p for p in pkg.rglob("*") if p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts]
+    return _hash_files(files, REPO_ROOT)
+
+
+def data_fingerprint(data_dir: str | Path | None) -> str:
+    """Names, sizes and modification times of every file under `data_dir` ('synthetic' when None)."""
+    if not data_dir:
+        return "synthetic"
+    h = hashlib.sha256()
+    for root, dirs, files in os.walk(data_dir):
+        dirs.sort()
+        for name in sorted(files):
+            st = os.stat(os.path.join(root, name))
+            h.update(f"{os.path.relpath(os.path.join(root, name), data_dir)}:{st.st_size}:{int(st.st_mtime)}".encode())
+    return h.hexdigest()
+
+
+def notebook_parameters(profile: str, data_dir: str | Path | None, runs_dir: Path, results_dir: Path,
+                        extra: Mapping[str, object] | None = None) -> dict:
+    """The papermill parameters every numbered notebook accepts (see each notebook's `parameters` cell)."""
+    params = {"profile": profile, "data_dir": str(data_dir) if data_dir else "", "out_dir": str(runs_dir),
+              "results_dir": str(results_dir)}
+    params.update({k: _parse(v) for k, v in (extra or {}).items()})
+    return params
+
+
+def _parse(value: object) -> object:
+    import yaml
+
+    return yaml.safe_load(value) if isinstance(value, str) else value
+
+
+def execute_notebook(source: Path, output: Path, parameters: Mapping[str, object]) -> None:
+    """jupytext source -> papermill execution -> executed .ipynb at `output` (kept, with traceback, on failure)."""
+    import jupytext
+    import papermill
+
+    nb = jupytext.read(source)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    env_progress = os.environ.get("SELFMAE_PROGRESS")
+    os.environ.setdefault("SELFMAE_PROGRESS", "0")  # training bars would flood the executed notebook
+    try:
+        papermill.execute_notebook(nb, str(output), parameters=dict(parameters), kernel_name="python3",
+                                   cwd=str(source.parent), progress_bar=sys.stderr.isatty(), log_output=False)
+    finally:
+        if env_progress is None:
+            os.environ.pop("SELFMAE_PROGRESS", None)
+
+
+def reproduce(profile: str = "tiny", data_dir: str | Path | None = None, only: list[str] | None = None,
+              force: bool = False, dry_run: bool = False, params: Mapping[str, object] | None = None,
+              runs_dir: Path | None = None, results_dir: Path | None = None,
+              notebook_dir: Path = NOTEBOOK_DIR) -> int:
+    """Run the numbered notebooks; returns 0 on success, 1 when a notebook failed (named on stderr)."""
+    runs_dir = Path(runs_dir or REPO_ROOT / "runs" / profile)
+    results_dir = Path(results_dir or REPO_ROOT)
+    notebooks = numbered_notebooks(notebook_dir)
+    if only:
+        notebooks = [nb for nb in notebooks if any(nb.stem.startswith(prefix) for prefix in only)]
+    if not notebooks:
+        print(f"no numbered notebooks matched in {notebook_dir}", file=sys.stderr)
+        return 1
+    if dry_run:
+        print(plan(profile, notebooks))
+        return 0
+    parameters = notebook_parameters(profile, data_dir, runs_dir, results_dir, params)
+    chain = hashlib.sha256(f"{code_version()}|{data_fingerprint(data_dir)}".encode()).hexdigest()
+    executed_dir = runs_dir / "notebooks"
+    total_start = time.time()
+    for i, source in enumerate(notebooks, 1):
+        chain = hashlib.sha256(f"{chain}|{source.read_text()}|{json.dumps(parameters, sort_keys=True)}".encode()
+                               ).hexdigest()
+        output = executed_dir / f"{source.stem}.ipynb"
+        record = executed_dir / f"{source.stem}.done.json"
+        tag = f"[{i}/{len(notebooks)}] {source.stem}"
+        if not force and output.exists() and record.exists() and json.loads(record.read_text())["inputs"] == chain:
+            print(f"{tag}: skipped, inputs unchanged since {json.loads(record.read_text())['finished']}", flush=True)
+            continue
+        record.unlink(missing_ok=True)
+        print(f"{tag}: running ...", flush=True)
+        start = time.time()
+        try:
+            execute_notebook(source, output, parameters)
+        except Exception as exc:  # papermill raises PapermillExecutionError with the cell's traceback
+            print(f"{tag}: FAILED after {time.time() - start:.0f} s: {type(exc).__name__}: "
+                  f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}\n"
+                  f"  the executed copy with the traceback is {output}", file=sys.stderr, flush=True)
+            return 1
+        seconds = time.time() - start
+        atomic_write_text(record, json.dumps({"inputs": chain, "seconds": round(seconds, 1),
+                                              "finished": time.strftime("%Y-%m-%d %H:%M:%S")}))
+        print(f"{tag}: done in {seconds:.0f} s -> {output}", flush=True)
+    print(f"all {len(notebooks)} notebooks finished in {time.time() - total_start:.0f} s "
+          f"(tables in {results_dir / 'tables' / profile}, figures in {results_dir / 'figures' / profile})")
+    return 0
+
+
+# ----- the plan: which trainings each notebook runs, for `make plan` / `reproduce --dry-run` ------------------------
+# (notebook prefix, experiment config, number of runs). Keep in step with the notebooks.
+PLAN = [
+    ("02", "pretrain_cxr14", 1), ("03", "pretrain_btcv", 1), ("04", "pretrain_brats", 1),
+    ("05", "finetune_cxr14", 3 * 4),      # scratch, scratch 4x longer (counted as 4), ImageNet, MAE
+    ("06", "finetune_btcv", 3 * 3), ("07", "finetune_brats", 3 * 3),
+    ("08", "pretrain_btcv", 5 + 4), ("08", "finetune_btcv", 3 * 6),
+    ("08", "pretrain_brats", 5 + 6), ("08", "finetune_brats", 3 * 7),
+    ("10", "pretrain_nnformer_btcv", 1), ("10", "finetune_nnformer_btcv", 3 * (4 + 2 * 4)),
+]
+# training-set sizes of the real datasets (samples per epoch before crops)
+TRAIN_SIZES = {"cxr14": 77_871, "btcv": 18, "brats": 387, "medmnist": 4_708}
+
+
+def _step_times() -> dict:
+    path = REPO_ROOT / "benchmarks" / "results" / "paper_steps.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def plan(profile: str, notebooks: list[Path]) -> str:
+    """A table of each notebook's trainings with iteration counts and GPU-hours from measured step times."""
+    from selfmae.config import ConfigError, load_config
+
+    measured = _step_times()
+    steps = measured.get("steps", {})
+    lines = [f"make reproduce PROFILE={profile}: {len(notebooks)} notebooks",
+             f"step times: {measured.get('device', 'not measured (run benchmarks/paper_smoke.py on a GPU)')}", ""]
+    lines.append(f"{'notebook':28s} {'experiment':26s} {'runs':>5s} {'iters/run':>10s} {'s/iter':>8s} {'GPU-h':>8s}")
+    total = 0.0
+    stems = {nb.stem[:2]: nb.stem for nb in notebooks}
+    for prefix, experiment, runs in PLAN:
+        if prefix not in stems:
+            continue
+        try:
+            cfg = load_config(experiment, profile)
+        except ConfigError:
+            continue
+        t = cfg["train"]
+        iters = t["epochs"] * math.ceil(TRAIN_SIZES[cfg["data"]["dataset"]] / t["batch_size"])
+        if t.get("max_steps"):
+            iters = min(iters, t["max_steps"])
+        sec = steps.get(experiment)
+        hours = runs * iters * sec / 3600 if sec else float("nan")
+        total += 0 if math.isnan(hours) else hours
+        lines.append(f"{stems[prefix]:28s} {experiment:26s} {runs:5d} {iters:10d} "
+                     f"{(f'{sec:.3f}' if sec else 'n/a'):>8s} {hours:8.1f}")
+    lines += ["", f"total ≈ {total:.1f} GPU-hours (training only; evaluation and data caching add a little)"]
+    return "\n".join(lines)
