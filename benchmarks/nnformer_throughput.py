@@ -1,7 +1,8 @@
-"""NnFormerMAE training-step throughput (forward + backward + AdamW), fp32 and bf16, against a same-process reference.
+"""NnFormerMAE (and NnFormer segmenter) training-step throughput: forward + backward + AdamW, fp32 and bf16.
 
-The reference is MONAI's SwinUNETR (the field's 3D shifted-window network) doing the same masked-reconstruction
-step: the hidden cells of the input are zeroed and an MSE on those voxels is minimised.  Ratios (ours / reference)
+The reference is MONAI's BasicUNet (a plain 3D U-Net; MONAI's SwinUNETR would need einops, which is not a project
+dependency) doing the same masked-reconstruction step: the hidden cells of the input are zeroed and an MSE on those
+voxels is minimised.  Its widths scale with embed_dim (MONAI's defaults at the paper's 96).  Ratios (ours / reference)
 are what to compare across machines; absolute numbers depend on the card or CPU.
 
     python benchmarks/nnformer_throughput.py                       # tiny size on CPU
@@ -20,10 +21,11 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from monai.networks.nets import SwinUNETR
+import torch.nn.functional as F
+from monai.networks.nets import BasicUNet
 
 from selfmae.io import atomic_write_text
-from selfmae.models.nnformer import NNFORMER_SIZES, NnFormerMAE
+from selfmae.models.nnformer import NNFORMER_SIZES, NnFormer, NnFormerMAE
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -33,19 +35,30 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _swin_reference(mae: NnFormerMAE, in_channels: int, size: dict) -> Callable[[torch.Tensor], torch.Tensor]:
-    """SwinUNETR reconstructing the hidden cells chosen by `mae.random_masking` (loss on hidden voxels only)."""
-    swin = SwinUNETR(in_channels, in_channels, feature_size=size["embed_dim"], depths=size["depths"],
-                     num_heads=size["num_heads"], window_size=4, use_flash_attention=True)
+REFERENCE = "MONAI BasicUNet (reference)"
+
+
+def _unet_reference(mae: NnFormerMAE, in_channels: int, size: dict) -> Callable[[torch.Tensor], torch.Tensor]:
+    """BasicUNet reconstructing the hidden cells chosen by `mae.random_masking` (loss on hidden voxels only)."""
+    features = tuple(f * size["embed_dim"] // 96 for f in (32, 32, 64, 128, 256, 32))
+    unet = BasicUNet(3, in_channels, in_channels, features=features)
 
     def loss_fn(x: torch.Tensor) -> torch.Tensor:
         mask = mae.random_masking(x.shape[0], mae.mask_ratio, x.device)
         hidden = mae._upsample(mask, mae.cell).unsqueeze(1).to(x.dtype)
-        err = (swin(x * (1 - hidden)).float() - x.float()).pow(2) * hidden
+        err = (unet(x * (1 - hidden)).float() - x.float()).pow(2) * hidden
         return err.sum() / (hidden.sum() * x.shape[1])
 
-    loss_fn.module = swin  # type: ignore[attr-defined]
+    loss_fn.module = unet  # type: ignore[attr-defined]
     return loss_fn
+
+
+def _cpu_name() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return next(ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def time_steps(module: torch.nn.Module, loss_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
@@ -68,7 +81,7 @@ def time_steps(module: torch.nn.Module, loss_fn: Callable[[torch.Tensor], torch.
     _sync(device)
     sec = (time.perf_counter() - start) / steps
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    return dict(step_s=sec, volumes_per_s=x.shape[0] / sec, peak_mem_gib=peak, final_loss=float(loss))
+    return dict(step_s=sec, volumes_per_s=x.shape[0] / sec, peak_mem_gib=peak, final_loss=loss.item())
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -80,10 +93,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default 5 cpu, 20 cuda)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--precisions", default="fp32,bf16")
-    ap.add_argument("--no-reference", action="store_true", help="skip the MONAI SwinUNETR reference")
+    ap.add_argument("--no-reference", action="store_true", help="skip the MONAI BasicUNet reference")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     size_name = args.size or ("paper" if device.type == "cuda" else "tiny")
     size = NNFORMER_SIZES[size_name]
     steps = args.steps or (20 if device.type == "cuda" else 5)
@@ -93,21 +109,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for precision in args.precisions.split(","):
         mae = NnFormerMAE(args.in_channels, **size).to(device)
-        models = [("NnFormerMAE", mae, lambda v, m=mae: m(v)[0])]
+        seg = NnFormer(args.in_channels, 14, **size).to(device)
+        labels = torch.randint(0, 14, (args.batch, *size["img_size"]), device=device)
+        models = [("NnFormerMAE", mae, lambda v, m=mae: m(v)[0]),
+                  ("NnFormer (segmenter, CE)", seg, lambda v, m=seg: F.cross_entropy(m(v).float(), labels))]
         if not args.no_reference:
-            ref = _swin_reference(mae, args.in_channels, size)
-            models.append(("MONAI SwinUNETR (reference)", ref.module.to(device), ref))
+            ref = _unet_reference(mae, args.in_channels, size)
+            models.append((REFERENCE, ref.module.to(device), ref))
         timed = {name: time_steps(module, fn, x, precision, steps, args.warmup) for name, module, fn in models}
-        base = timed.get("MONAI SwinUNETR (reference)")
+        base = timed.get(REFERENCE)
         for name, module, _ in models:
             r = timed[name]
             rows.append(dict(model=name, size=size_name, precision=precision, device=str(device), batch=args.batch,
                              params_m=sum(p.numel() for p in module.parameters()) / 1e6, **r,
                              speed_vs_reference=base and base["step_s"] / r["step_s"]))
-        del models, mae
+        del models, mae, seg
 
     info = dict(torch=torch.__version__, python=platform.python_version(), threads=torch.get_num_threads(),
-                device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+                device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
                 img_size=size["img_size"], steps=steps, warmup=args.warmup)
     out = args.out or RESULTS / f"nnformer_throughput_{device.type}.json"
     atomic_write_text(out, json.dumps(dict(info=info, results=rows), indent=2))

@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from torch.utils.data import Dataset, Subset
 
 from selfmae.config import load_config, save_run_record
 from selfmae.io import atomic_write_text
@@ -59,9 +60,22 @@ def build_data(cfg: Mapping, task: str | None = None, check: bool = True) -> dic
     from selfmae.data import build_datasets, require_valid
 
     data_cfg = dict(cfg["data"], data_dir=str(resolve_data_dir(cfg)))
+    fraction = data_cfg.pop("label_fraction", 1.0)
     if check:
         require_valid(data_cfg["dataset"], data_cfg["data_dir"])
-    return build_datasets(data_cfg, task or cfg["task"])
+    datasets = build_datasets(data_cfg, task or cfg["task"])
+    if fraction < 1.0:
+        datasets = dict(datasets, train=label_subset(datasets["train"], fraction, data_cfg.get("split_seed", 0)))
+    return datasets
+
+
+def label_subset(dataset: Dataset, fraction: float, seed: int) -> Subset:
+    """A seeded subset of `fraction` of the labelled training cases (at least one), for label-efficiency sweeps."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"data.label_fraction must be in (0, 1], got {fraction}")
+    n = max(1, round(fraction * len(dataset)))
+    order = np.random.default_rng(seed).permutation(len(dataset))
+    return Subset(dataset, sorted(order[:n].tolist()))
 
 
 # --------------------------------------------------------------------------------------------- models ---------

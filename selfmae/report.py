@@ -214,3 +214,26 @@ def table3_ablation(dataset: str, ours: Mapping[tuple[float, int], Sequence[Mapp
                          if runs else "not run" for n in ("WT", "ET=3", "TC")})
         records.append({**base, **mine})
     return pd.DataFrame.from_records(records).fillna("–")
+
+
+def epochs_to_reach(history: pd.DataFrame, metric: str, fraction: float = 0.95) -> float:
+    """First epoch whose validation `metric` reaches `fraction` of the run's final value (NaN if never)."""
+    h = history.dropna(subset=[metric])
+    if h.empty:
+        return float("nan")
+    target = fraction * h[metric].iloc[-1]
+    reached = h[h[metric] >= target]
+    return float(reached["epoch"].iloc[0]) if len(reached) else float("nan")
+
+
+def nnformer_comparison(ours: Runs, label: str = "ours") -> pd.DataFrame:
+    """The MAE + nnFormer paper's Table II (average DSC %), ours beside each model we ran."""
+    rows = paper_results()["mae_nnformer"]["table2_comparison"]["rows"]
+    records = []
+    for r in rows:
+        records.append({"Model": r["model"], "Source": "paper", "Avg DSC": f"{r['avg_dsc']:.1f}"})
+        runs = ours.get(r["reproduced"], []) if r["reproduced"] else []
+        records.append({"Model": r["model"], "Source": f"{label} (n={len(runs)})",
+                        "Avg DSC": format_ci([s["mean_dsc"] for s in runs], 100.0) if runs
+                        else f"not run ({r.get('note', 'no runs')})"})
+    return pd.DataFrame.from_records(records)

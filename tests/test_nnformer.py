@@ -22,8 +22,8 @@ def _volume(batch: int, channels: int, size=TINY["img_size"]) -> torch.Tensor:
 @pytest.mark.parametrize("channels", [1, 4])
 def test_tiny_segmenter_forward_backward(channels):
     model = NnFormer(channels, 3, **TINY)
-    out = model(_volume(2, channels))
-    assert out.shape == (2, 3, *TINY["img_size"])
+    out = model(_volume(1, channels))
+    assert out.shape == (1, 3, *TINY["img_size"])
     out.square().mean().backward()
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
@@ -57,7 +57,7 @@ def test_masking_hides_exact_count_per_sample(ratio):
     assert mask.shape == (8, mae.num_cells)
     assert (mask.sum(1) == round(mae.num_cells * ratio)).all()
     assert len({tuple(m.tolist()) for m in mask}) > 1  # drawn per sample
-    _, _, fwd_mask = mae(_volume(2, 1), mask_ratio=ratio)
+    _, _, fwd_mask = mae(_volume(1, 1), mask_ratio=ratio)
     assert (fwd_mask.sum(1) == round(mae.num_cells * ratio)).all()
     with pytest.raises(ValueError, match="mask_ratio"):
         mae.random_masking(1, 0.0, torch.device("cpu"))
@@ -113,7 +113,7 @@ def test_bf16_autocast_training_step():
     mae = NnFormerMAE(1, **TINY)
     opt = torch.optim.AdamW(mae.parameters(), lr=1e-3)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss, pred, _ = mae(_volume(2, 1))
+        loss, pred, _ = mae(_volume(1, 1))
     assert loss.dtype == torch.float32 and pred.dtype == torch.bfloat16
     loss.backward()
     opt.step()

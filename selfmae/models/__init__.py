@@ -1,0 +1,112 @@
+"""Models: one ViT (2D/3D) for MAE pre-training, classification and UNETR; nnFormer; weight transfer.
+
+`build_model(model_cfg, data_cfg)` turns the config sections into a module (see .notes/CONTRACTS.md).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from torch import nn
+
+from .classifier import ViTClassifier
+from .layer_decay import param_groups
+from .mae import MAE, random_masking
+from .transfer import LoadReport, load_pretrained_encoder, read_state_dict
+from .unetr import UNETR
+from .vit import ViT, interpolate_pos_embed, sincos_pos_embed
+
+__all__ = [
+    "ViT", "MAE", "ViTClassifier", "UNETR", "build_model", "img_size_of", "load_pretrained_encoder", "LoadReport",
+    "read_state_dict", "param_groups", "random_masking", "sincos_pos_embed", "interpolate_pos_embed",
+]
+
+log = logging.getLogger(__name__)
+
+VIT_MODELS = ("mae", "vit_classifier", "unetr")
+OTHER_MODELS = ("nnformer", "nnformer_mae", "swin_unetr")
+
+
+def img_size_of(data_cfg: dict) -> tuple[int, ...]:
+    """Network input size from the data section: 3D `roi_size`; 2D `crop` (else `roi_size`, else `resize`)."""
+    dims = int(data_cfg.get("spatial_dims", 2))
+    for key in (("roi_size",) if dims == 3 else ("crop", "roi_size", "resize")):
+        value = data_cfg.get(key)
+        if value is not None:
+            size = tuple(int(v) for v in value) if isinstance(value, Sequence) else (int(value),) * dims
+            if len(size) != dims:
+                raise ValueError(f"data.{key}={value} does not have {dims} entries (spatial_dims={dims}).")
+            return size
+    raise ValueError(f"data section gives no input size ({'roi_size' if dims == 3 else 'crop/roi_size/resize'}).")
+
+
+def _out_channels(model_cfg: dict, data_cfg: dict) -> int:
+    if model_cfg.get("out_channels") is not None:
+        return int(model_cfg["out_channels"])
+    if data_cfg.get("dataset") == "brats":
+        return 3
+    if data_cfg.get("dataset") == "btcv":
+        return int(data_cfg.get("organs", 8)) + 1
+    raise ValueError("model.out_channels is required for this dataset.")
+
+
+def build_model(model_cfg: dict, data_cfg: dict) -> nn.Module:
+    """Build the model named by `model_cfg["name"]` for the data described by `data_cfg`.
+
+    ViT-based models: mae | vit_classifier | unetr. nnformer | nnformer_mae come from `selfmae.models.nnformer`
+    (`build_nnformer(model_cfg, data_cfg)`), swin_unetr from MONAI. If `model_cfg["pretrained"]` names a file,
+    it is loaded with `load_pretrained_encoder(source=model_cfg["init"])` and the report kept as `.load_report`.
+    """
+    name = model_cfg.get("name")
+    if name in OTHER_MODELS:
+        return _build_other(name, model_cfg, data_cfg)
+    if name not in VIT_MODELS:
+        raise ValueError(f"model.name must be one of {VIT_MODELS + OTHER_MODELS}, got {name!r}.")
+    common: dict[str, Any] = dict(
+        spatial_dims=int(data_cfg.get("spatial_dims", 2)),
+        in_channels=int(data_cfg.get("in_channels", 1)),
+        img_size=img_size_of(data_cfg),
+        patch_size=model_cfg.get("patch_size", 16),
+        embed_dim=int(model_cfg.get("embed_dim", 768)),
+        depth=int(model_cfg.get("depth", 12)),
+        num_heads=int(model_cfg.get("num_heads", 12)),
+        mlp_ratio=float(model_cfg.get("mlp_ratio", 4.0)),
+    )
+    if name == "mae":
+        model: nn.Module = MAE(
+            **common,
+            decoder_embed_dim=int(model_cfg.get("decoder_embed_dim", 256)),
+            decoder_depth=int(model_cfg.get("decoder_depth", 8)),
+            decoder_num_heads=int(model_cfg.get("decoder_num_heads", 8)),
+            mask_ratio=float(model_cfg.get("mask_ratio", 0.75)),
+            norm_pix_loss=bool(model_cfg.get("norm_pix_loss", True)),
+        )
+    elif name == "vit_classifier":
+        model = ViTClassifier(**common, num_classes=int(model_cfg.get("num_classes", 14)),
+                              drop_path=float(model_cfg.get("drop_path", 0.1)))
+    else:
+        model = UNETR(**common, out_channels=_out_channels(model_cfg, data_cfg),
+                      drop_path=float(model_cfg.get("drop_path", 0.1)),
+                      feature_size=int(model_cfg.get("feature_size", 16)), skip_layers=model_cfg.get("skip_layers"))
+    if model_cfg.get("pretrained"):
+        model.load_report = load_pretrained_encoder(model, model_cfg["pretrained"], source=model_cfg.get("init") or "mae")
+    return model
+
+
+def _build_other(name: str, model_cfg: dict, data_cfg: dict) -> nn.Module:
+    """Models without our ViT, imported lazily so that a missing optional part fails only when it is asked for."""
+    if name in ("nnformer", "nnformer_mae"):
+        from .nnformer import build_nnformer
+
+        return build_nnformer(model_cfg, data_cfg)
+    from monai.networks.nets import SwinUNETR
+
+    return SwinUNETR(
+        in_channels=int(data_cfg.get("in_channels", 1)),
+        out_channels=_out_channels(model_cfg, data_cfg),
+        feature_size=int(model_cfg.get("feature_size", 48)),
+        spatial_dims=int(data_cfg.get("spatial_dims", 3)),
+        drop_rate=0.0,
+        dropout_path_rate=float(model_cfg.get("drop_path", 0.0)),
+    )

@@ -33,12 +33,15 @@ Triple = tuple[int, int, int]
 
 #: Recommended constructor kwargs. `paper` is nnFormer's Synapse setting (crop 64x128x128, patch 2x4x4, token grids
 #: 32/16/8/4 with windows 4/4/8/4: the last two stages attend globally).  `tiny` runs a fwd+bwd in well under a
-#: second on CPU at batch 2; its bottleneck grid is 4x4x4 (64 MAE cells).
+#: second on CPU at batch 2; its bottleneck grid is 4x4x4 (64 MAE cells).  `official` is the width of nnFormer's
+#: released Synapse model (embed 192, heads 6/12/24/48, about 4x the parameters of `paper`).
 NNFORMER_SIZES: dict[str, dict] = {
     "tiny": dict(img_size=(32, 32, 32), patch_size=(2, 2, 2), embed_dim=24, depths=(2, 2, 2),
                  num_heads=(1, 2, 4), window_sizes=(4, 4, 4)),
     "paper": dict(img_size=(64, 128, 128), patch_size=(2, 4, 4), embed_dim=96, depths=(2, 2, 2, 2),
                   num_heads=(3, 6, 12, 24), window_sizes=(4, 4, 8, 4)),
+    "official": dict(img_size=(64, 128, 128), patch_size=(2, 4, 4), embed_dim=192, depths=(2, 2, 2, 2),
+                     num_heads=(6, 12, 24, 48), window_sizes=(4, 4, 8, 4)),
 }
 
 
@@ -126,7 +129,7 @@ class WindowAttention(nn.Module):
             nw = mask.shape[0]
             q, k, v = (t.reshape(bw // nw, nw * h, n, c // h) for t in (q, k, v))
             attn_mask = (bias.unsqueeze(0) + mask.unsqueeze(1)).reshape(nw * h, n, n)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask.to(q.dtype)).view(bw, h, n, c // h)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask.to(q.dtype)).reshape(bw, h, n, c // h)
         return self.proj(out.transpose(1, 2).reshape(bw, n, c))
 
 
@@ -287,7 +290,7 @@ class NnFormer(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, img_size: Sequence[int],
                  patch_size: int | Sequence[int] = (2, 4, 4), embed_dim: int = 96, depths: Sequence[int] = (2, 2, 2, 2),
                  num_heads: Sequence[int] = (3, 6, 12, 24), window_sizes: Sequence = (4, 4, 8, 4),
-                 drop_path: float = 0.2, deep_supervision: bool = False):
+                 drop_path: float = 0.0, deep_supervision: bool = False):
         super().__init__()
         self.encoder = NnFormerEncoder(in_channels, img_size, patch_size, embed_dim, depths, num_heads,
                                        window_sizes, drop_path)

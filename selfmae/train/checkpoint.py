@@ -4,10 +4,11 @@ Layout (a plain dict, loadable with torch.load(weights_only=True)):
     format        "selfmae-ckpt-1"
     model         state_dict of the bare model (never the DDP wrapper, so keys have no "module." prefix)
     optimizer     AdamW state_dict;  scheduler: LambdaLR state_dict;  scaler: None (no fp16 GradScaler)
-    rng           one entry per process: {"python", "numpy", "torch", "cuda"} (numpy's state as a tensor)
+    rng           one entry per process (rank order): {"python", "numpy", "torch", "cuda"} (numpy's as a tensor)
     epoch         the epoch in progress (0-based); batch_in_epoch: micro-batches of it already consumed
                   (0 = the epoch has not started, i.e. the previous one finished and was validated)
-    epoch_acc     running sums of the epoch in progress: loss_sum, n_samples, seconds
+    epoch_acc     one entry per process: running sums of the epoch in progress (loss_sum, n_samples, seconds)
+    (the data loader's shuffling and augmentation seeds are a function of (seed, epoch, rank): nothing to store)
     step          optimiser steps taken in total
     config        {"train": resolved train_cfg, plus the caller's data/model sections when given}
     best_metric, best_epoch, main_metric, history (per-epoch rows, the same as metrics.csv), world_size

@@ -9,6 +9,7 @@ Only rank 0 writes files, logs and progress bars. Without torchrun every helper 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +51,8 @@ def init_distributed(info: DistInfo, device: torch.device) -> DistInfo:
         return info
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    # long timeout: ranks > 0 wait at a collective while rank 0 validates whole volumes
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=timedelta(minutes=60))
     return DistInfo(info.rank, info.world_size, info.local_rank, owns_group=True)
 
 

@@ -223,11 +223,13 @@ def fit(model: nn.Module, task: Task, train_ds: Dataset, val_ds: Dataset | None,
 def _train(model: nn.Module, task: Task, train_ds: Dataset, val_ds: Dataset | None, cfg: dict, config: dict,
            out_dir: Path, info: D.DistInfo, device: torch.device,
            on_step: Callable[[int], None] | None) -> RunResult:
-    seed_everything(cfg["seed"], cfg["deterministic"])
+    seed_everything(cfg["seed"] + info.rank, cfg["deterministic"])   # per-rank streams: different masks/dropout
     dtype = resolve_precision(cfg["precision"], device)
     model.to(device)
     optimizer = build_optimizer(model, cfg)
     n_batches = _batches_per_epoch(train_ds, cfg, info)
+    if n_batches == 0:
+        raise ValueError("the training dataset is empty")
     steps_per_epoch = math.ceil(n_batches / cfg["accum_steps"])
     scheduler = build_scheduler(optimizer, cfg["warmup_epochs"] * steps_per_epoch, cfg["epochs"] * steps_per_epoch)
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
@@ -248,12 +250,13 @@ def _train(model: nn.Module, task: Task, train_ds: Dataset, val_ds: Dataset | No
             raise CheckpointError(f"{last_path}: optimizer/scheduler state does not fit this model's parameter "
                                   f"groups ({err})") from err
         prog = _Progress(ck["epoch"], ck["batch_in_epoch"], ck["step"], ck["best_metric"], ck["best_epoch"],
-                         list(ck["history"]), dict(ck["epoch_acc"]))
+                         list(ck["history"]))
         if len(ck["rng"]) == info.world_size:
-            rng_to_restore = ck["rng"][info.rank]
+            rng_to_restore, prog.epoch_acc = ck["rng"][info.rank], dict(ck["epoch_acc"][info.rank])
         else:
-            log.warning("%s was written by %d process(es), this run has %d: RNG streams restart from the seed",
-                        last_path, len(ck["rng"]), info.world_size)
+            log.warning("%s was written by %d process(es), this run has %d: RNG streams restart from the seed "
+                        "and the partial epoch's loss is not carried over", last_path, len(ck["rng"]),
+                        info.world_size)
         log.info("resuming %s at epoch %d, batch %d, step %d", out_dir, prog.epoch + 1, prog.batch_in_epoch, prog.step)
     if info.is_main:
         atomic_write_text(out_dir / "run_config.json", json.dumps(config, indent=2, default=str) + "\n")
@@ -263,12 +266,13 @@ def _train(model: nn.Module, task: Task, train_ds: Dataset, val_ds: Dataset | No
     show = progress_enabled(info.is_main)
 
     def checkpoint(path: Path) -> None:
-        rng = D.gather_objects(capture_rng(), info)
+        per_rank = D.gather_objects((capture_rng(), dict(prog.epoch_acc)), info)
         if info.is_main:
             save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "scheduler": scheduler.state_dict(), "scaler": None, "rng": rng,
+                             "scheduler": scheduler.state_dict(), "scaler": None,
+                             "rng": [r for r, _ in per_rank], "epoch_acc": [a for _, a in per_rank],
                              "epoch": prog.epoch, "batch_in_epoch": prog.batch_in_epoch,
-                             "epoch_acc": dict(prog.epoch_acc), "step": prog.step, "config": config,
+                             "step": prog.step, "config": config,
                              "best_metric": prog.best_metric, "best_epoch": prog.best_epoch,
                              "main_metric": task.main_metric, "history": prog.history,
                              "world_size": info.world_size}, path)

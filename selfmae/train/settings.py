@@ -5,6 +5,7 @@ default. `resolve_train_cfg` fills defaults and raises `TrainConfigError` naming
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping
 
 from .errors import TrainConfigError
@@ -68,7 +69,8 @@ def stored_config(train_cfg: Mapping[str, Any], run_config: Mapping[str, Any] | 
     """What a checkpoint records: the resolved train section plus the caller's data/model sections (if given)."""
     out = {k: v for k, v in (run_config or {}).items() if k != "train"}
     out["train"] = dict(train_cfg)
-    return out
+    # plain JSON values only (Paths -> str, tuples -> lists): checkpoints load with weights_only=True
+    return json.loads(json.dumps(out, default=str))
 
 
 def incompatible_keys(stored: Mapping[str, Any], new: Mapping[str, Any], *, strict: bool = False) -> list[str]:

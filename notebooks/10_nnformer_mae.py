@@ -1,0 +1,104 @@
+# %% [markdown]
+# # 10 · MAE pre-training for nnFormer: accuracy, fewer labels, faster convergence
+#
+# The follow-up paper pre-trains the encoder of **nnFormer** — a hierarchical 3D transformer with local window
+# attention, shifted-window global attention and skip attention in the decoder — as a masked autoencoder, and claims
+# three things on multi-organ CT: a higher Dice than nnFormer from scratch (86.4 → 88.7), robustness when only a
+# few labelled cases are available, and faster convergence. We test all three on BTCV.
+#
+# A hierarchical encoder cannot simply *drop* hidden tokens as the ViT MAE does (its windows need a full grid), so
+# hidden regions are replaced by a learnable mask token at the input embedding; masking is done on the coarsest
+# token grid so that a hidden region is not trivially visible through the downsampling stages.
+
+# %% tags=["parameters"]
+profile = "tiny"
+data_dir = ""
+out_dir = ""
+results_dir = ""
+seeds = [0, 1, 2]
+device = "auto"
+max_steps = None
+overrides = {}
+label_fractions = [0.1, 0.25, 0.5, 1.0]
+
+# %%
+import pandas as pd
+
+from selfmae.experiments import finetune_study, load_history, run_pretrain, study_histories
+from selfmae.notebook import NotebookContext
+from selfmae.report import epochs_to_reach, nnformer_comparison
+from selfmae.viz import plot_metric_lines, plot_training_curves
+
+ctx = NotebookContext(profile, data_dir, out_dir, results_dir, device=device, max_steps=max_steps,
+                      overrides=overrides)
+
+# %% [markdown]
+# ## 1. Pre-train the nnFormer encoder with masked volume reconstruction
+# Same engine, same BTCV training cases and the same `mask_ratio` parameter as the ViT MAE.
+
+# %%
+pre_cfg = ctx.config("pretrain_nnformer_btcv")
+pre_dir = ctx.runs / "pretrain_nnformer_btcv"
+pre = run_pretrain(pre_cfg, pre_dir)
+fig = plot_training_curves({"nnFormer MAE": load_history(pre_dir)}, title="nnFormer MAE pre-training on BTCV")
+ctx.save_figure(fig, "curves_pretrain_nnformer_btcv", "btcv")
+
+# %% [markdown]
+# ## 2. The comparison table
+# UNETR from scratch is reused from notebook 06 (same runs). Swin-UNETR is MONAI's implementation. TransUNet is
+# a 2D model and is listed with the paper's number only.
+
+# %%
+study = ctx.runs / "nnformer_btcv"
+mae = {"model.init": "mae", "model.pretrained": str(pre.last_ckpt)}
+nnformer = finetune_study("finetune_nnformer_btcv", profile, {"nnformer_scratch": {}, "nnformer_mae": mae}, seeds,
+                          study, overrides=ctx.run_overrides("finetune_nnformer_btcv"))
+swin = finetune_study("finetune_swinunetr_btcv", profile, {"swin_unetr": {}}, seeds, study,
+                      overrides=ctx.run_overrides("finetune_swinunetr_btcv"))
+unetr = finetune_study("finetune_btcv", profile, {"scratch": {}}, seeds, ctx.runs / "finetune_btcv",
+                       overrides=ctx.run_overrides("finetune_btcv"))
+ours = {**nnformer, **swin, "unetr": unetr["scratch"]}
+table = nnformer_comparison(ours, label=f"ours ({profile})")
+ctx.save_table(table, "nnformer_comparison", "MAE + nnFormer, Table II: BTCV average DSC (%); ours = mean ± 95% "
+               "CI over seeds", "btcv")
+table
+
+# %% [markdown]
+# ## 3. Fewer labels
+# Fine-tune from scratch and from the MAE encoder on 10, 25, 50 and 100 % of the labelled training cases (a seeded
+# subset; pre-training still saw every *unlabelled* training scan). If MAE helps most where labels are scarce, the
+# gap between the lines widens to the left.
+
+# %%
+rows = []
+for fraction in label_fractions:
+    if fraction == 1.0:
+        runs = nnformer
+    else:
+        runs = finetune_study("finetune_nnformer_btcv", profile, {"nnformer_scratch": {}, "nnformer_mae": mae},
+                              seeds, study / f"labels{fraction:g}",
+                              overrides=ctx.run_overrides("finetune_nnformer_btcv", {"data.label_fraction": fraction}))
+    rows += [{"labelled cases (%)": 100 * fraction, "init": "MAE" if m.endswith("mae") else "scratch",
+              "DSC (%)": 100 * s["mean_dsc"]} for m, summaries in runs.items() for s in summaries]
+fractions = pd.DataFrame(rows)
+fig = plot_metric_lines(fractions, x="labelled cases (%)", y="DSC (%)", hue="init",
+                        xlabel="labelled training cases used (%)", ylabel="validation mean DSC (%)",
+                        title="nnFormer on BTCV: label efficiency")
+ctx.save_figure(fig, "nnformer_label_fraction", "btcv")
+fractions.groupby(["labelled cases (%)", "init"])["DSC (%)"].agg(["mean", "std", "count"])
+
+# %% [markdown]
+# ## 4. Convergence
+# Validation Dice per epoch during fine-tuning on all labels, and the first epoch at which each run reaches 95 % of
+# its own final Dice.
+
+# %%
+histories = study_histories(study, ["nnformer_scratch", "nnformer_mae"])
+fig = plot_training_curves(histories, metric="mean_dsc", title="nnFormer fine-tuning on BTCV: scratch vs MAE")
+ctx.save_figure(fig, "nnformer_convergence", "btcv")
+convergence = pd.DataFrame([{"init": method, "seed": seed, "epochs to 95% of final DSC":
+                             epochs_to_reach(h[h["seed"] == seed], "mean_dsc", 0.95)}
+                            for method, h in histories.items() for seed in h["seed"].unique()])
+ctx.save_table(convergence, "nnformer_convergence", "Epochs for nnFormer fine-tuning to reach 95% of its final "
+               "validation DSC", "btcv")
+convergence

@@ -1,0 +1,115 @@
+# %% [markdown]
+# # 11 · Explore: what an MAE sees when you hide its patches
+#
+# A masked autoencoder (MAE) cuts an image into square patches (cubes for a CT volume), **hides** a fraction of
+# them — the *mask ratio* — and learns to paint the hidden ones back from the visible ones. That is the whole
+# pre-training task of the paper: no labels, just "guess what is under the mask". This notebook lets you play with
+# it: pick an image, a model and a mask ratio, and look at what comes back. It regenerates no table of the paper;
+# it saves one figure, the reconstruction error against the mask ratio for one image.
+#
+# The explorer needs a running Jupyter kernel to react to its sliders (open this notebook in JupyterLab:
+# `make lab`). Run top to bottom without one (papermill, `make reproduce`) and it still draws every figure.
+
+# %% tags=["parameters"]
+profile = "tiny"
+data_dir = ""
+out_dir = ""
+results_dir = ""
+seeds = [0, 1, 2]
+device = "auto"
+max_steps = None
+overrides = {}
+image = "sample:pneumoniamnist"   # sample:pneumoniamnist | sample:cxr14 | sample:ct | phantom:cxr14 | phantom:btcv | a path
+volume = "sample:ct"              # the 3D example
+
+# %%
+from selfmae.explore import (MaskExplorer, UNTRAINED, checkpoint_dims, discover_checkpoints, explorer_widget,
+                             plot_view)
+from selfmae.notebook import NotebookContext
+
+ctx = NotebookContext(profile, data_dir, out_dir, results_dir, device=device, max_steps=max_steps,
+                      overrides=overrides)
+checkpoints = discover_checkpoints(ctx.runs)
+print(f"MAE checkpoints under {ctx.runs}:" if checkpoints else
+      f"no MAE checkpoints under {ctx.runs} yet (run notebooks 02-04, 08 or 12); the explorer offers 'untrained'")
+for label, path in checkpoints.items():
+    print(f"  {label}: {path}")
+
+# %% [markdown]
+# ## What is hidden, and what comes back
+#
+# The five panels, left to right:
+#
+# 1. **original** — the image as the model receives it (resized and cropped to the model's input size);
+# 2. **masked input** — the hidden patches tinted blue. The encoder never sees them: it only receives the visible
+#    patches, which is why MAE pre-training is cheap (at 75 % it processes a quarter of the tokens);
+# 3. **reconstruction** — the decoder's guess for *every* patch. Only the hidden ones are in the loss, so the
+#    visible ones are reproduced only roughly;
+# 4. **reconstruction + visible** — the real visible patches pasted back, the picture you would use;
+# 5. **|error|** — the absolute difference to the original on the hidden patches. Below the panels: how many patches
+#    are hidden and the mean squared error over them (the *masked-patch MSE*, the quantity MAE minimises).
+#
+# Move the **mask ratio** slider: the count of hidden patches follows it (25 % of 64 patches is 16). Change the
+# **mask seed** to hide a different random set at the same ratio. For a volume, **slice** and **axis** move through
+# the 3D reconstruction (the model runs once on the whole 32³ crop; slicing is free). Try the models: *untrained*
+# is a network with random weights — its reconstruction is a blur of noise, which is what "learnt nothing" looks
+# like — and each MAE checkpoint found under `runs/` was pre-trained at the mask ratio its name says.
+
+# %%
+ui = explorer_widget(image, runs_dir=ctx.runs, profile=profile)
+ui
+
+# %% [markdown]
+# ## Why hide so much?
+#
+# For **natural images** the MAE authors found that hiding 75 % works best. Photographs are highly redundant: a
+# missing patch of sky, fur or wall can be filled in from its neighbours by interpolation, so a low ratio makes the
+# task too easy and the encoder learns little. Hiding most of the image forces it to model *what objects look like*.
+#
+# For **3D medical volumes** the paper (Zhou et al., ISBI 2023, Table 3 lower part) found the opposite trend: low
+# ratios were *not* worse, and **12.5 %** gave the best segmentation after fine-tuning on both BTCV and BraTS. A CT
+# volume has far more patches (216 cubes of 16³ in a 96³ crop), the anatomy is fine and variable, and hiding most of
+# it leaves too little context to say where an organ boundary lies. Notebook 08 reproduces that ablation.
+#
+# ### Questions to try
+#
+# * At which mask ratio does the untrained model's error stop changing? Why does it not depend on the ratio much?
+# * With a pre-trained checkpoint, drag the ratio from 5 % to 95 %. Where does the reconstruction of the ribs or the
+#   organ outlines fall apart? Is the error curve below flat, linear, or does it bend?
+# * Compare two checkpoints pre-trained at 12.5 % and 75 % (notebook 08 writes them for BTCV and BraTS): which one
+#   reconstructs better *at its own ratio*, and which one at the other's?
+# * Switch to the abdominal CT and move through the slices: are the hidden cubes reconstructed better in the middle
+#   of the crop (more visible neighbours) than at its border?
+# * Change only the mask seed at a fixed ratio. How much does the masked-patch MSE move? That spread is the noise
+#   floor under any comparison of two ratios on one image.
+
+# %% [markdown]
+# ## A static record: error against the mask ratio
+#
+# The same computation as the explorer's button, for the first image and every model that fits it (untrained
+# plus the 2D checkpoints found), over the mask seeds in `seeds`. The band is the 95 % confidence interval over
+# mask seeds; the dashed line marks the ratio the explorer started at.
+
+# %%
+explorer = MaskExplorer(image, profile=profile, runs_dir=ctx.runs)
+models = [UNTRAINED] + [path for path in checkpoints.values() if checkpoint_dims(path) == explorer.image.spatial_dims]
+errors = explorer.error_vs_ratio(seeds=seeds, checkpoints=models)
+fig = explorer.plot_error_vs_ratio(errors)
+ctx.save_figure(fig, "explore_error_vs_ratio", "medmnist")
+errors.groupby(["model", "mask ratio (%)"])["MSE"].mean().unstack(0).round(4)
+
+# %% [markdown]
+# ## One volume at 12.5 % and at 75 %
+#
+# The paper's best ratio for volumes next to the natural-image default, on the middle axial slice of a real
+# abdominal CT (the shipped TotalSegmentator sample), with the untrained 3D model or a 3D checkpoint if one exists.
+
+# %%
+volume_models = [path for path in checkpoints.values() if checkpoint_dims(path) == 3]
+volume_explorer = MaskExplorer(volume, checkpoint=(volume_models or [UNTRAINED])[0], profile=profile,
+                               runs_dir=ctx.runs)
+for ratio in (0.125, 0.75):
+    volume_explorer.set_mask_ratio(ratio)
+    view = volume_explorer.update()
+    fig = plot_view(view, title=f"{100 * ratio:g} % hidden")
+    ctx.save_figure(fig, f"explore_volume_mask{100 * ratio:g}", "btcv")

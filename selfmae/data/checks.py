@@ -1,0 +1,168 @@
+"""Integrity checks: find EVERY problem in a dataset on disk before training starts, each naming its file.
+
+`check_data` returns the list (empty = fine); `require_valid` raises DataError listing them all. PNGs are
+checked from their chunks (`PIL.Image.verify`, no decoding); NIfTI volumes are read in full because NaN and
+label-value checks need the voxels.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from .brats import DATASET_JSON_KEYS, find_root, read_brats
+from .btcv import read_btcv
+from .common import DataError, DataProblem, check_dataset_name, load_nifti, read_json
+from .cxr14 import SPLIT_LISTS, find_csv, image_index, read_entries
+from .medmnist import SPLITS, load_npz, medmnist_file
+
+PNG_MODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "I;16": 1, "I;16B": 1, "I": 1, "P": 1}
+
+
+def _check_png(path: Path) -> list[DataProblem]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+            im.verify()
+    except (OSError, SyntaxError, UnidentifiedImageError, ValueError) as err:
+        return [DataProblem(str(path), f"corrupt or unreadable PNG ({err})")]
+    if mode not in PNG_MODES:
+        return [DataProblem(str(path), f"unsupported PNG mode {mode!r} (expected 1-4 channels: {sorted(PNG_MODES)})")]
+    return []
+
+
+def check_cxr14(data_dir: Path) -> list[DataProblem]:
+    """CSV present with its needed columns, split lists present and non-empty, every listed PNG found and sound."""
+    try:
+        csv_path = find_csv(data_dir)
+    except DataError as err:
+        return list(err.problems)
+    entries, problems = read_entries(csv_path)
+    lists = {}
+    for key, fname in SPLIT_LISTS.items():
+        path = data_dir / fname
+        if not path.is_file():
+            problems.append(DataProblem(str(path), "split list not found"))
+            continue
+        lists[fname] = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        if not lists[fname]:
+            problems.append(DataProblem(str(path), "split list is empty"))
+    index = image_index(data_dir, {n for names in lists.values() for n in names})
+    for fname, names in lists.items():
+        for name in names:
+            if entries and name not in entries:
+                problems.append(DataProblem(str(data_dir / fname), f"{name} has no row in {csv_path.name}"))
+            if name not in index:
+                problems.append(DataProblem(str(data_dir / "images" / name), f"listed in {fname} but not found"))
+            else:
+                problems += _check_png(data_dir / index[name])
+    return problems
+
+
+def _check_volume(path: str, ndim: int, channels: int | None = None) -> tuple[list[DataProblem], tuple | None]:
+    """Open a NIfTI image; problems for unreadable data, wrong dimensionality/channels, NaN/inf voxels.
+    Returns (problems, (shape, affine) when readable)."""
+    if not Path(path).is_file():
+        return [DataProblem(path, "file not found")], None
+    try:
+        data, affine, shape = load_nifti(path)
+    except Exception as err:  # nibabel/gzip/zlib raise many types for a truncated or corrupt file
+        return [DataProblem(path, f"cannot read NIfTI, corrupt or truncated ({type(err).__name__}: {err})")], None
+    problems = []
+    if len(shape) != ndim:
+        problems.append(DataProblem(path, f"expected a {ndim}D volume, found shape {shape}"))
+    elif channels is not None and shape[-1] != channels:
+        problems.append(DataProblem(path, f"expected {channels} channels (last axis), found {shape[-1]} in shape {shape}"))
+    if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
+        problems.append(DataProblem(path, f"{int((~np.isfinite(data)).sum())} NaN/inf voxels"))
+    return problems, (shape, affine, data)
+
+
+def _check_pairs(items: Iterable[dict], ndim: int, channels: int | None, label_values: set[int]) -> list[DataProblem]:
+    """Each image and its label: readable, shapes and affines agree, label values within `label_values`."""
+    problems: list[DataProblem] = []
+    for item in items:
+        found, img = _check_volume(item["image"], ndim, channels)
+        problems += found
+        if "label" not in item:
+            continue
+        found, lab = _check_volume(item["label"], 3)
+        problems += found
+        if img is None or lab is None:
+            continue
+        if tuple(img[0][:3]) != tuple(lab[0]):
+            problems.append(DataProblem(item["label"], f"shape {lab[0]} does not match image {Path(item['image']).name} {img[0][:3]}"))
+        elif not np.allclose(img[1], lab[1], atol=1e-3):
+            problems.append(DataProblem(item["label"], f"affine differs from image {Path(item['image']).name}"))
+        values = np.unique(lab[2])
+        bad = [v for v in values.tolist() if v not in label_values]
+        if bad:
+            problems.append(DataProblem(item["label"], f"label values {bad[:10]} outside the expected {sorted(label_values)}"))
+    return problems
+
+
+def check_btcv(data_dir: Path) -> list[DataProblem]:
+    """Both splits non-empty; each CT 3D, finite, with a 3D label of the same shape/affine, values 0..13."""
+    try:
+        splits = read_btcv(data_dir)
+    except DataError as err:
+        return list(err.problems)
+    return _check_pairs(splits["train"] + splits["val"], 3, None, set(range(14)))
+
+
+def check_brats(data_dir: Path) -> list[DataProblem]:
+    """dataset.json keys; each image 4D with one channel per "modality"; labels match and are in "labels"."""
+    try:
+        root = find_root(data_dir)
+        spec = read_json(root / "dataset.json")
+        splits = read_brats(data_dir, 0.0)
+    except DataError as err:
+        return list(err.problems)
+    problems = []
+    missing = [k for k in DATASET_JSON_KEYS if k not in spec]
+    if missing:
+        problems.append(DataProblem(str(root / "dataset.json"), f"missing key(s) {missing}"))
+    channels = len(spec.get("modality", {})) or 4
+    labels = {int(k) for k in spec.get("labels", {})} or {0, 1, 2, 3}
+    return problems + _check_pairs(splits["train"], 4, channels, labels)
+
+
+def check_medmnist(data_dir: Path) -> list[DataProblem]:
+    """All six keys; images and labels agree in length; no empty split; no NaN."""
+    try:
+        path = medmnist_file({"data_dir": data_dir})
+        arrays = load_npz(path)
+    except DataError as err:
+        return list(err.problems)
+    problems = []
+    for split in SPLITS:
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if len(images) == 0:
+            problems.append(DataProblem(str(path), f"split {split!r} is empty ({split}_images has 0 items)"))
+        if len(images) != len(labels):
+            problems.append(DataProblem(str(path), f"{split}_images has {len(images)} items but {split}_labels {len(labels)}"))
+        if images.ndim not in (3, 4, 5):
+            problems.append(DataProblem(str(path), f"{split}_images has shape {images.shape}, expected (N,H,W[,3]) or (N,D,H,W)"))
+        for key, arr in ((f"{split}_images", images), (f"{split}_labels", labels)):
+            if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+                problems.append(DataProblem(str(path), f"{key} holds NaN/inf values"))
+    return problems
+
+
+CHECKS = {"cxr14": check_cxr14, "btcv": check_btcv, "brats": check_brats, "medmnist": check_medmnist}
+
+
+def check_data(dataset: str, data_dir: str | os.PathLike) -> list[DataProblem]:
+    """Every problem found in `dataset` (cxr14|btcv|brats|medmnist) at `data_dir`; [] when it is usable."""
+    return CHECKS[check_dataset_name(dataset)](Path(data_dir))
+
+
+def require_valid(dataset: str, data_dir: str | os.PathLike) -> None:
+    """Raise DataError (a ValueError) listing every problem, each with its file; do nothing when all is well."""
+    problems = check_data(dataset, data_dir)
+    if problems:
+        raise DataError(problems, dataset, data_dir)

@@ -1,0 +1,150 @@
+"""Synthetic phantoms written in the REAL on-disk layouts, so the same readers serve a default and a real run.
+
+`prepare_synthetic("btcv", "data/btcv")` writes `RawData/Training/{img,label}/...nii.gz` with the 30 real ids;
+"cxr14" writes `images/*.png` + `Data_Entry_2017.csv` + split lists; "brats" writes `Task01_BrainTumour/`;
+"medmnist" writes a ChestMNIST-like `.npz`. Deterministic from `seed`; a finished set (stamp file with the same
+parameters) is not rewritten.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..io import atomic_path, atomic_write_text
+from .anatomy import abdomen_ct, brain_mri, chest_anatomy, chest_image
+from .brats import BRATS_LABELS, BRATS_MODALITIES
+from .btcv import BTCV_IDS
+from .common import check_dataset_name, save_nifti
+from .cxr14 import CSV_NAMES, CXR14_LABELS, SPLIT_LISTS
+
+SIZES: dict[str, dict[str, dict]] = {
+    "tiny": {
+        "cxr14": {"n_images": 300, "image_size": 128, "test_fraction": 0.2},
+        "btcv": {"shape": (64, 64, 40), "spacing": (6.0, 6.0, 8.0)},
+        "brats": {"n_cases": 24, "n_test": 2, "shape": (48, 48, 40)},
+        "medmnist": {"n_images": (200, 40, 60), "image_size": 28},
+    },
+    "paper": {  # paper-scale volumes (minutes to write), a modest number of cases
+        "cxr14": {"n_images": 1000, "image_size": 512, "test_fraction": 0.2},  # resized to 256 anyway
+        "btcv": {"shape": (256, 256, 110), "spacing": (1.5, 1.5, 3.0)},
+        "brats": {"n_cases": 40, "n_test": 4, "shape": (240, 240, 155)},
+        "medmnist": {"n_images": (2000, 400, 600), "image_size": 64},
+    },
+}
+STAMP = ".selfmae_phantom.json"
+# how often each CXR14 label is drawn (roughly the real ranking, raised so every class has positives)
+CXR14_PREVALENCE = (0.14, 0.1, 0.15, 0.2, 0.1, 0.1, 0.07, 0.08, 0.08, 0.07, 0.07, 0.07, 0.08, 0.05)
+
+
+def prepare_synthetic(dataset: str, out_dir: str | os.PathLike, size: str = "tiny", seed: int = 0,
+                      **overrides) -> Path:
+    """Write a phantom `dataset` under `out_dir` and return the dataset root to pass as data_cfg["data_dir"].
+
+    `size` is a profile in SIZES ("tiny", "paper"); keyword `overrides` replace single settings
+    (e.g. n_images=50). Re-running with the same parameters returns at once.
+    """
+    params = {**SIZES[size][check_dataset_name(dataset)], **overrides}
+    out = Path(out_dir)
+    root = out / "Task01_BrainTumour" if dataset == "brats" else out
+    stamp = {"dataset": dataset, "size": size, "seed": seed, **{k: list(v) if isinstance(v, tuple) else v
+                                                                    for k, v in params.items()}}
+    stamp_path = out / STAMP
+    if stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp:
+        return root
+    WRITERS[dataset](root, seed=seed, **params)
+    atomic_write_text(stamp_path, json.dumps(stamp, indent=1))
+    return root
+
+
+def _draw_labels(rng: np.random.Generator, n: int) -> np.ndarray:
+    return (rng.random((n, len(CXR14_LABELS))) < np.array(CXR14_PREVALENCE)).astype(np.float32)
+
+
+def _label_text(row: np.ndarray) -> str:
+    return "|".join(CXR14_LABELS[i] for i in np.flatnonzero(row)) or "No Finding"
+
+
+def write_cxr14(root: Path, n_images: int, image_size: int, test_fraction: float, seed: int = 0) -> None:
+    """images/00000001_000.png ... (1-5 images per patient), Data_Entry_2017.csv with the real header, split lists."""
+    from PIL import Image
+
+    rng = np.random.default_rng([seed, 14])
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    header = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
+              "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]")
+    rows, lists = [header], {"train_val": [], "test": []}
+    labels = _draw_labels(rng, n_images)
+    patient, done = 0, 0
+    while done < n_images:
+        patient += 1
+        n = min(int(rng.integers(1, 6)), n_images - done)
+        anatomy = chest_anatomy(rng)
+        split = "test" if rng.random() < test_fraction else "train_val"
+        age, sex = int(rng.integers(18, 90)), "MF"[int(rng.integers(2))]
+        for k in range(n):
+            name = f"{patient:08d}_{k:03d}.png"
+            img = chest_image(rng, image_size, labels[done], anatomy)
+            with atomic_path(root / "images" / name) as tmp:
+                Image.fromarray(img).save(tmp, format="PNG")
+            view, pix = ("PA", 0.143) if rng.random() < 0.6 else ("AP", 0.139)
+            rows.append(f"{name},{_label_text(labels[done])},{k},{patient},{age},{sex},{view},"
+                        f"{image_size},{image_size},{pix},{pix}")
+            lists[split].append(name)
+            done += 1
+    atomic_write_text(root / CSV_NAMES[0], "\n".join(rows) + "\n")
+    for key, fname in SPLIT_LISTS.items():
+        atomic_write_text(root / fname, "\n".join(lists[key]) + "\n")
+
+
+def write_btcv(root: Path, shape: tuple, spacing: tuple, seed: int = 0) -> None:
+    """RawData/Training/img/imgXXXX.nii.gz (int16 HU) + label/labelXXXX.nii.gz (0..13) for the 30 real ids."""
+    for i, case in enumerate(BTCV_IDS):
+        rng = np.random.default_rng([seed, 30, i])
+        case_spacing = [s * rng.uniform(0.9, 1.1) for s in spacing]
+        hu, lab, affine = abdomen_ct(rng, shape, case_spacing)
+        save_nifti(root / "RawData" / "Training" / "img" / f"img{case}.nii.gz", hu, affine)
+        save_nifti(root / "RawData" / "Training" / "label" / f"label{case}.nii.gz", lab, affine)
+
+
+def write_brats(root: Path, n_cases: int, n_test: int, shape: tuple, seed: int = 0) -> None:
+    """Task01_BrainTumour: dataset.json (real keys), imagesTr/BRATS_xxx.nii.gz (X,Y,Z,4) float32, labelsTr, imagesTs."""
+    training, test = [], []
+    for i in range(n_cases + n_test):
+        rng = np.random.default_rng([seed, 4, i])
+        image, label, affine = brain_mri(rng, shape)
+        name = f"BRATS_{i + 1:03d}.nii.gz"
+        if i < n_cases:
+            save_nifti(root / "imagesTr" / name, image, affine)
+            save_nifti(root / "labelsTr" / name, label, affine)
+            training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
+        else:
+            save_nifti(root / "imagesTs" / name, image, affine)
+            test.append(f"./imagesTs/{name}")
+    spec = {
+        "name": "BRATS", "description": "Synthetic brain tumour phantoms in the MSD Task01 layout (selfmae)",
+        "reference": "generated by selfmae.data.prepare_synthetic", "licence": "CC-BY-SA 4.0",
+        "release": "synthetic", "tensorImageSize": "4D",
+        "modality": {str(i): m for i, m in enumerate(BRATS_MODALITIES)},
+        "labels": {str(k): v for k, v in BRATS_LABELS.items()},
+        "numTraining": n_cases, "numTest": n_test, "training": training, "test": test,
+    }
+    atomic_write_text(root / "dataset.json", json.dumps(spec, indent=4))
+
+
+def write_medmnist(root: Path, n_images: tuple, image_size: int, seed: int = 0) -> None:
+    """chestmnist_synthetic.npz: uint8 (N, s, s) chest images + (N, 14) labels per split, MedMNIST keys."""
+    rng = np.random.default_rng([seed, 28])
+    arrays = {}
+    for split, n in zip(("train", "val", "test"), n_images):
+        labels = _draw_labels(rng, n)
+        arrays[f"{split}_images"] = np.stack([chest_image(rng, image_size, lab) for lab in labels])
+        arrays[f"{split}_labels"] = labels.astype(np.uint8)
+    root.mkdir(parents=True, exist_ok=True)
+    with atomic_path(root / "chestmnist_synthetic.npz") as tmp:
+        np.savez_compressed(tmp, **arrays)
+
+
+WRITERS = {"cxr14": write_cxr14, "btcv": write_btcv, "brats": write_brats, "medmnist": write_medmnist}

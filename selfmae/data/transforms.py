@@ -1,0 +1,183 @@
+"""The paper's preprocessing as MONAI dictionary transforms: ONE pipeline per dataset for every profile.
+
+Only numbers from data_cfg (resize/crop, spacing, roi_size, num_samples, HU window) differ between tiny and
+paper runs. Each pipeline starts with the deterministic part (load, reorient, resample, normalise, crop to
+foreground, pad to roi) so `monai.data.CacheDataset` keeps it in memory and later epochs skip NIfTI decoding;
+random crops/flips follow.
+
+Output shapes (C = channels): CXR14 image (1, crop, crop) in [0, 1]; BTCV image (1, *roi) in [0, 1] and label
+(1, *roi) long for training, whole volumes for evaluation; BraTS image (4, *roi) z-scored on non-zero voxels
+and label (3, *roi) float masks TC, WT, ET.
+"""
+from __future__ import annotations
+
+from typing import Hashable, Mapping, Sequence
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import (
+    CenterSpatialCropd, Compose, CropForegroundd, DeleteItemsd, EnsureChannelFirstd, EnsureTyped, FgBgToIndicesd,
+    HistogramNormalized,
+    LoadImaged, MapLabelValued, MapTransform, NormalizeIntensityd, Orientationd, RandCropByPosNegLabeld, RandFlipd,
+    RandRotate90d, RandSpatialCropd, RandSpatialCropSamplesd, Resized, ScaleIntensityRanged, Spacingd, SpatialPadd,
+)
+
+from .brats import label_to_regions
+from .btcv import organ_mapping
+from .cxr14 import load_png
+
+TASKS = ("pretrain", "classify", "segment")
+RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))  # nibabel world axes (stated: MONAI changes the default)
+
+
+class LoadPNGd(MapTransform):
+    """Load a ChestX-ray14 PNG as uint8 (1, H, W), whatever its stored mode (L, LA, RGB(A), 16-bit)."""
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = load_png(d[key])
+        return d
+
+
+class ConvertToRegionsd(MapTransform):
+    """MSD BraTS labels (1, *spatial) 0..3 -> float (3, *spatial) masks TC, WT, ET (see brats.REGION_LABELS)."""
+
+    def __init__(self, keys: KeysCollection, et_convention: str = "dataset_json", allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        label_to_regions(np.zeros((1, 1, 1)), et_convention)  # validates the name early
+        self.et_convention = et_convention
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            lab = d[key]
+            regions = torch.from_numpy(label_to_regions(np.asarray(lab), self.et_convention))
+            d[key] = MetaTensor(regions, meta=lab.meta) if isinstance(lab, MetaTensor) else regions
+        return d
+
+
+def _flips(keys: Sequence[str], ndim: int, prob: float) -> list:
+    return [RandFlipd(keys, prob=prob, spatial_axis=a) for a in range(ndim)]
+
+
+def _random_crops(keys: Sequence[str], roi: Sequence[int], num_samples: int) -> RandSpatialCropSamplesd:
+    return RandSpatialCropSamplesd(keys, roi_size=roi, num_samples=num_samples, random_size=False)
+
+
+def cxr14_transforms(cfg: Mapping, train: bool) -> Compose:
+    """Histogram equalisation on load, resize to `resize`, random crop `crop` + horizontal flip (train) or
+    centre crop (eval), intensities scaled to [0, 1]. Image (1, crop, crop) float32, label (14,) float32."""
+    size, crop = int(cfg.get("resize", 256)), int(cfg.get("crop", 224))
+    steps = [
+        LoadPNGd("image"),
+        HistogramNormalized("image", num_bins=256, min=0, max=255),
+        Resized("image", spatial_size=(size, size), mode="area"),
+        ScaleIntensityRanged("image", a_min=0, a_max=255, b_min=0.0, b_max=1.0, clip=True),
+        EnsureTyped(["image", "label"], dtype=torch.float32, track_meta=False),
+    ]
+    if train:
+        steps += [RandSpatialCropd("image", roi_size=(crop, crop), random_size=False),
+                  RandFlipd("image", prob=0.5, spatial_axis=1)]
+    else:
+        steps.append(CenterSpatialCropd("image", roi_size=(crop, crop)))
+    return Compose(steps)
+
+
+def btcv_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
+    """Orientation RAS, Spacing, HU window [a_min, a_max] -> [0, 1] (clipped), foreground crop, pad to roi; then
+    random roi crops (pretrain: plain random crops, no labels; segment: pos/neg label sampling), flips, 90°
+    rotations. Evaluation: whole volumes (segment) or a centre roi crop (pretrain)."""
+    roi = [int(r) for r in cfg.get("roi_size", (96, 96, 96))]
+    keys = ["image", "label"] if task == "segment" else ["image"]
+    steps = [
+        LoadImaged(keys, image_only=True),
+        EnsureChannelFirstd(keys),
+        Orientationd(keys, axcodes="RAS", labels=RAS_LABELS),
+        Spacingd(keys, pixdim=cfg.get("spacing", (1.5, 1.5, 2.0)), mode=("bilinear", "nearest")[: len(keys)]),
+        ScaleIntensityRanged("image", a_min=cfg.get("a_min", -175), a_max=cfg.get("a_max", 250),
+                             b_min=0.0, b_max=1.0, clip=True),
+    ]
+    if task == "segment":
+        steps.append(MapLabelValued("label", *organ_mapping(int(cfg.get("organs", 8))), dtype=np.uint8))
+    steps += [CropForegroundd(keys, source_key="image"), SpatialPadd(keys, spatial_size=roi),
+              EnsureTyped(keys, dtype=torch.float32)]
+    if train and task == "segment":  # fg/bg voxel lists are computed once (cached), not for every crop
+        steps += [FgBgToIndicesd("label", image_key="image", image_threshold=0),
+                  RandCropByPosNegLabeld(keys, label_key="label", spatial_size=roi, pos=1, neg=1,
+                                         num_samples=int(cfg.get("num_samples", 4)), image_key="image",
+                                         image_threshold=0, fg_indices_key="label_fg_indices",
+                                         bg_indices_key="label_bg_indices"),
+                  DeleteItemsd(["label_fg_indices", "label_bg_indices"])]
+    elif train:
+        steps.append(_random_crops(keys, roi, int(cfg.get("num_samples", 4))))
+    elif task == "pretrain":
+        steps.append(CenterSpatialCropd(keys, roi_size=roi))
+    if train:
+        steps += _flips(keys, 3, 0.1) + [RandRotate90d(keys, prob=0.1, max_k=3)]
+    if task == "segment":
+        steps.append(EnsureTyped("label", dtype=torch.long))
+    return Compose(steps)
+
+
+def brats_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
+    """Channel-last 4D image -> (4, ...), optional resampling to cfg["spacing"] (MSD is already 1 mm), labels to
+    TC/WT/ET, foreground crop, z-score over non-zero voxels per channel, pad to roi; then random roi crops and
+    flips for training; whole volumes (segment) or a centre crop (pretrain) for evaluation."""
+    roi = [int(r) for r in cfg.get("roi_size", (128, 128, 128))]
+    keys = ["image", "label"] if task == "segment" else ["image"]
+    steps = [LoadImaged(keys, image_only=True), EnsureChannelFirstd(keys), Orientationd(keys, axcodes="RAS", labels=RAS_LABELS)]
+    if cfg.get("spacing"):
+        steps.append(Spacingd(keys, pixdim=cfg["spacing"], mode=("bilinear", "nearest")[: len(keys)]))
+    if task == "segment":
+        steps.append(ConvertToRegionsd("label", cfg.get("et_convention", "dataset_json")))
+    steps += [
+        CropForegroundd(keys, source_key="image"),
+        NormalizeIntensityd("image", nonzero=True, channel_wise=True),
+        SpatialPadd(keys, spatial_size=roi),
+        EnsureTyped(keys, dtype=torch.float32),
+    ]
+    if train:
+        steps += [_random_crops(keys, roi, int(cfg.get("num_samples", 1)))] + _flips(keys, 3, 0.5)
+    elif task == "pretrain":
+        steps.append(CenterSpatialCropd(keys, roi_size=roi))
+    return Compose(steps)
+
+
+def medmnist_transforms(cfg: Mapping, train: bool) -> Compose:
+    """Images arrive as float (C, *spatial) in [0, 1]; optional `resize`, then `crop` (2D) or `roi_size` (3D):
+    random crop + flip for training, centre crop for evaluation."""
+    dims = int(cfg.get("spatial_dims", 2))
+    steps: list = [EnsureTyped(["image", "label"], dtype=torch.float32, track_meta=False)]
+    if cfg.get("resize"):
+        steps.append(Resized("image", spatial_size=[int(cfg["resize"])] * dims, mode="area"))
+    crop = cfg.get("crop") if dims == 2 else cfg.get("roi_size")
+    if crop:
+        crop = [int(crop)] * dims if np.isscalar(crop) else [int(c) for c in crop]
+        steps.append(SpatialPadd("image", spatial_size=crop))
+        if train:
+            steps += [RandSpatialCropd("image", roi_size=crop, random_size=False),
+                      RandFlipd("image", prob=0.5, spatial_axis=dims - 1)]
+        else:
+            steps.append(CenterSpatialCropd("image", roi_size=crop))
+    return Compose(steps)
+
+
+def build_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
+    """The pipeline for cfg["dataset"] and `task` (pretrain|classify|segment)."""
+    dataset = cfg["dataset"]
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if (dataset in ("btcv", "brats")) != (task != "classify") and task != "pretrain":
+        raise ValueError(f"task {task!r} does not apply to dataset {dataset!r}")
+    if dataset == "cxr14":
+        return cxr14_transforms(cfg, train)
+    if dataset == "btcv":
+        return btcv_transforms(cfg, task, train)
+    if dataset == "brats":
+        return brats_transforms(cfg, task, train)
+    if dataset == "medmnist":
+        return medmnist_transforms(cfg, train)
+    raise ValueError(f"unknown dataset {dataset!r}")

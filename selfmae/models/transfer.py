@@ -1,0 +1,191 @@
+"""Weight transfer between our models, and from ImageNet ViT-B/16 files, never silently.
+
+Every model here holds its ViT under `.encoder`, so MAE -> classifier/UNETR is a copy of the `encoder.*` keys.
+ImageNet weights come from a LOCAL file in timm naming (`patch_embed.proj.weight`, `cls_token`, `pos_embed`,
+`blocks.N.*`, `norm.*`, `head.*`) and are adapted where the geometry differs:
+
+* input channels: the RGB kernel is averaged over channels and replicated, scaled by C_in / C_out, so the response
+  to an image with the same value in every channel is unchanged (3 -> 1 is the channel sum, 3 -> 4 is 3/4 of the
+  mean on each channel);
+* 2D -> 3D: the kernel is repeated along depth (the LAST spatial axis, MONAI's H, W, D) and divided by the patch
+  depth, so the response to an input constant along depth is unchanged;
+* position embeddings are resampled to the new patch grid (`interpolate_pos_embed`).
+
+Anything else that differs in shape is an error naming the key and both shapes. Each load returns a
+`LoadReport` (and logs it): keys loaded, adapted (with how), missing in the file, unexpected (in the file, unused).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .vit import ViT, interpolate_pos_embed
+
+__all__ = ["LoadReport", "read_state_dict", "load_pretrained_encoder", "adapt_patch_weight"]
+
+log = logging.getLogger(__name__)
+
+_TIMM_ENCODER_PREFIXES = ("patch_embed.", "cls_token", "pos_embed", "blocks.", "norm.")
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel, torch.compile
+
+
+@dataclass
+class LoadReport:
+    """What a load did: `loaded` target keys, `adapted` ("key: how"), `missing` target keys the file did not
+    provide, `unexpected` file keys (under their name in the file) that were not used."""
+
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    adapted: list[str] = field(default_factory=list)
+    source: str = ""
+
+    def __str__(self) -> str:
+        def short(keys: list[str]) -> str:
+            return ", ".join(keys[:12]) + (f", ... (+{len(keys) - 12})" if len(keys) > 12 else "")
+
+        lines = [f"loaded {len(self.loaded)} tensors from {self.source}"]
+        lines += [f"  adapted: {a}" for a in self.adapted]
+        lines += [f"  missing ({len(self.missing)}): {short(self.missing)}"] if self.missing else []
+        lines += [f"  unexpected ({len(self.unexpected)}): {short(self.unexpected)}"] if self.unexpected else []
+        return "\n".join(lines)
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint file: our engine's `{"model": state_dict, ...}`, `{"state_dict"|"model_state": ...}`
+    or a bare state dict, from .pth/.pt/.bin (torch.load) or .safetensors (if that package is installed).
+    `module.` / `_orig_mod.` prefixes from DDP / torch.compile are stripped."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint file at {path}")
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError as e:
+            raise ImportError(f"{path}: reading .safetensors needs the 'safetensors' package") from e
+        obj = load_file(str(path))
+    else:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # our checkpoints also hold numpy RNG states; this file is the user's own
+            log.info("%s: not loadable with weights_only=True, loading it fully", path)
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+    for key in ("model", "state_dict", "model_state"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{path}: expected a state dict (name -> tensor) or a checkpoint holding one under 'model'.")
+    out = {}
+    for k, v in obj.items():
+        for prefix in _WRAPPER_PREFIXES:
+            k = k[len(prefix):] if k.startswith(prefix) else k
+        out[k] = v
+    return out
+
+
+def adapt_patch_weight(weight: torch.Tensor, target_shape: torch.Size | tuple[int, ...], key: str = "patch_embed.proj.weight") -> tuple[torch.Tensor, str]:
+    """Fit a patch-embedding kernel (D, C, *patch) to `target_shape`: channels, then 2D -> 3D over depth.
+
+    Returns the new weight and a note of what was done ("" if nothing)."""
+    src, dst = tuple(weight.shape), tuple(target_shape)
+    ok = src[0] == dst[0] and (len(src) == len(dst) or (len(src), len(dst)) == (4, 5)) and src[2:4] == dst[2:4]
+    if not ok:
+        raise ValueError(f"{key}: shape {src} in the file cannot be adapted to the model's {dst}.")
+    notes = []
+    if src[1] != dst[1]:
+        weight = weight.mean(dim=1, keepdim=True).expand(-1, dst[1], *src[2:]) * (src[1] / dst[1])
+        notes.append(f"channels {src[1]} -> {dst[1]}")
+    if len(src) == 4 and len(dst) == 5:
+        weight = weight.unsqueeze(-1).expand(*weight.shape, dst[-1]) / dst[-1]
+        notes.append(f"inflated over depth {dst[-1]}")
+    elif src[2:] != dst[2:]:
+        raise ValueError(f"{key}: shape {src} in the file cannot be adapted to the model's {dst}.")
+    return weight.contiguous(), ", ".join(notes)
+
+
+def _encoder_of(model: nn.Module) -> tuple[ViT, str]:
+    if isinstance(model, ViT):
+        return model, ""
+    if isinstance(getattr(model, "encoder", None), ViT):
+        return model.encoder, "encoder."
+    raise TypeError(f"{type(model).__name__} has no ViT encoder (a ViT or a model with a ViT `.encoder`).")
+
+
+def _grid_of(num_tokens: int, like: tuple[int, ...], spatial_dims: int) -> tuple[int, ...]:
+    """Guess the source patch grid of a position embedding with `num_tokens` grid tokens (square/cubic, or
+    the target's own grid)."""
+    if num_tokens == math.prod(like):
+        return like
+    for d in (spatial_dims, 2, 3):
+        side = round(num_tokens ** (1 / d))
+        if side**d == num_tokens:
+            return (side,) * d
+    raise ValueError(f"pos_embed: cannot infer the patch grid of {num_tokens} tokens.")
+
+
+def load_pretrained_encoder(model: nn.Module, path: str | os.PathLike, source: str = "mae") -> LoadReport:
+    """Load pre-trained weights into `model` (MAE, ViTClassifier, UNETR or a bare ViT) and report what happened.
+
+    source="mae": a checkpoint of one of our models. Into an MAE everything loads (decoder included, to resume
+    pre-training); into any other model only the `encoder.*` keys are used (the rest is reported unexpected).
+    source="imagenet": a timm-named ViT file; its encoder keys map to `encoder.*`, `head.*` etc. are unexpected.
+    """
+    if source not in ("mae", "imagenet"):
+        raise ValueError(f"source must be 'mae' or 'imagenet', got {source!r}.")
+    encoder, prefix = _encoder_of(model)
+    file_sd = read_state_dict(path)
+    target = model.state_dict()
+    report = LoadReport(source=f"{path} ({source})")
+    whole_model = source == "mae" and not isinstance(model, ViT) and any(k.startswith("decoder_") for k in target)
+    pick: dict[str, torch.Tensor] = {}
+    for key, value in file_sd.items():
+        if source == "imagenet":
+            name = prefix + key if key.startswith(_TIMM_ENCODER_PREFIXES) else None
+        elif whole_model:
+            name = key
+        else:
+            name = prefix + key[len("encoder."):] if key.startswith("encoder.") else None
+        if name is None or name not in target:
+            report.unexpected.append(key)
+            continue
+        want = target[name].shape
+        if name.endswith("patch_embed.proj.weight") and value.shape != want:
+            value, note = adapt_patch_weight(value, want, key)
+            report.adapted.append(f"{name}: {note}")
+        elif name.endswith("pos_embed") and value.shape != want:
+            value, note = _adapt_pos_embed(value, want, encoder, key)
+            report.adapted.append(f"{name}: {note}")
+        if value.shape != want:
+            raise ValueError(f"{key}: shape {tuple(value.shape)} in the file does not match the model's {tuple(want)} ({name}).")
+        pick[name] = value
+    model.load_state_dict(pick, strict=False)
+    report.loaded = sorted(pick)
+    report.missing = [k for k in target if k not in pick]
+    log.info("%s", report)
+    return report
+
+
+def _adapt_pos_embed(value: torch.Tensor, want: torch.Size, encoder: ViT, key: str) -> tuple[torch.Tensor, str]:
+    """Position embedding (1, [1 +] N', D) -> (1, 1 + N, D): add a zero class row if absent, resample the grid."""
+    if value.ndim != 3 or value.shape[-1] != want[-1]:
+        raise ValueError(f"{key}: shape {tuple(value.shape)} in the file does not match the model's {tuple(want)}.")
+    notes = []
+    n = value.shape[1]
+    if not (n > 1 and _is_grid(n - 1)) and _is_grid(n):  # no class-token row (timm `no_embed_class` models)
+        value = torch.cat([value.new_zeros(1, 1, value.shape[-1]), value], dim=1)
+        notes.append("zero class-token row added")
+    src_grid = _grid_of(value.shape[1] - 1, encoder.grid, encoder.spatial_dims)
+    value = interpolate_pos_embed(value, src_grid, encoder.grid)
+    notes.append(f"grid {'x'.join(map(str, src_grid))} -> {'x'.join(map(str, encoder.grid))}")
+    return value, ", ".join(notes)
+
+
+def _is_grid(n: int) -> bool:
+    return any(round(n ** (1 / d)) ** d == n for d in (2, 3))

@@ -1,0 +1,182 @@
+"""check_data / require_valid: every kind of bad input is reported, each problem naming its file."""
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from _data_helpers import phantom, phantom_copy
+from selfmae.data import DataError, check_data, require_valid
+from selfmae.data.common import save_nifti
+
+
+@pytest.fixture(scope="session")
+def base(tmp_path_factory):
+    return tmp_path_factory.getbasetemp() / "phantoms"
+
+
+def problems_text(dataset, root):
+    return "\n".join(str(p) for p in check_data(dataset, root))
+
+
+def assert_reported(dataset, root, filename, *phrases):
+    """The check finds a problem whose text names `filename` and contains every phrase; require_valid raises it."""
+    problems = [str(p) for p in check_data(dataset, root) if filename in p.path]
+    assert any(all(ph in p for ph in phrases) for p in problems), (filename, phrases, problems_text(dataset, root))
+    with pytest.raises(DataError) as err:
+        require_valid(dataset, root)
+    assert isinstance(err.value, ValueError) and filename in str(err.value)
+
+
+@pytest.mark.parametrize("dataset", ["cxr14", "btcv", "brats", "medmnist"])
+def test_phantoms_are_clean(base, dataset):
+    assert check_data(dataset, phantom(dataset, base)) == []
+    require_valid(dataset, phantom(dataset, base))
+
+
+def _btcv(base, tmp_path):
+    root = phantom_copy("btcv", base, tmp_path)
+    return root, root / "RawData" / "Training"
+
+
+def test_missing_label_file(base, tmp_path):
+    root, raw = _btcv(base, tmp_path)
+    (raw / "label" / "label0005.nii.gz").unlink()
+    assert_reported("btcv", root, "label0005.nii.gz", "file not found")
+
+
+def test_truncated_nifti(base, tmp_path):
+    root, raw = _btcv(base, tmp_path)
+    path = raw / "img" / "img0007.nii.gz"
+    path.write_bytes(path.read_bytes()[:2000])
+    assert_reported("btcv", root, "img0007.nii.gz", "corrupt or truncated")
+
+
+def test_corrupt_png(base, tmp_path):
+    root = phantom_copy("cxr14", base, tmp_path)
+    name = sorted((root / "images").iterdir())[3].name
+    data = (root / "images" / name).read_bytes()
+    (root / "images" / name).write_bytes(data[: len(data) // 2])
+    assert_reported("cxr14", root, name, "corrupt")
+
+
+def test_not_a_png(base, tmp_path):
+    root = phantom_copy("cxr14", base, tmp_path)
+    name = sorted((root / "images").iterdir())[0].name
+    (root / "images" / name).write_text("<html>404 Not Found</html>")
+    assert_reported("cxr14", root, name, "corrupt or unreadable PNG")
+
+
+def test_wrong_channel_count(base, tmp_path):
+    root = phantom_copy("brats", base, tmp_path)
+    path = root / "imagesTr" / "BRATS_003.nii.gz"
+    img = nib.load(path)
+    save_nifti(path, np.asarray(img.dataobj)[..., :3], img.affine)
+    assert_reported("brats", root.parent, "BRATS_003.nii.gz", "expected 4 channels", "found 3")
+
+
+def test_3d_image_where_4d_expected(base, tmp_path):
+    root = phantom_copy("brats", base, tmp_path)
+    path = root / "imagesTr" / "BRATS_002.nii.gz"
+    img = nib.load(path)
+    save_nifti(path, np.asarray(img.dataobj)[..., 0], img.affine)
+    assert_reported("brats", root.parent, "BRATS_002.nii.gz", "expected a 4D volume")
+
+
+def test_image_label_shape_mismatch(base, tmp_path):
+    root, raw = _btcv(base, tmp_path)
+    lab = nib.load(raw / "label" / "label0022.nii.gz")
+    save_nifti(raw / "label" / "label0022.nii.gz", np.asarray(lab.dataobj)[:, :, :-2], lab.affine)
+    assert_reported("btcv", root, "label0022.nii.gz", "does not match image img0022")
+
+
+def test_affine_mismatch(base, tmp_path):
+    root, raw = _btcv(base, tmp_path)
+    lab = nib.load(raw / "label" / "label0023.nii.gz")
+    save_nifti(raw / "label" / "label0023.nii.gz", np.asarray(lab.dataobj), lab.affine @ np.diag([2, 1, 1, 1]))
+    assert_reported("btcv", root, "label0023.nii.gz", "affine differs")
+
+
+def test_label_id_out_of_range(base, tmp_path):
+    root, raw = _btcv(base, tmp_path)
+    lab = nib.load(raw / "label" / "label0030.nii.gz")
+    data = np.asarray(lab.dataobj).copy()
+    data[0, 0, 0] = 20
+    save_nifti(raw / "label" / "label0030.nii.gz", data, lab.affine)
+    assert_reported("btcv", root, "label0030.nii.gz", "label values [20]")
+
+
+def test_nan_voxels(base, tmp_path):
+    root = phantom_copy("brats", base, tmp_path)
+    path = root / "imagesTr" / "BRATS_004.nii.gz"
+    img = nib.load(path)
+    data = np.asarray(img.dataobj).copy()
+    data[1:3, 5, 5, 2] = np.nan
+    save_nifti(path, data, img.affine)
+    assert_reported("brats", root.parent, "BRATS_004.nii.gz", "2 NaN/inf voxels")
+
+
+def test_empty_split_list(base, tmp_path):
+    root = phantom_copy("cxr14", base, tmp_path)
+    (root / "test_list.txt").write_text("\n")
+    assert_reported("cxr14", root, "test_list.txt", "empty")
+
+
+def test_empty_split_json(base, tmp_path):
+    raw = phantom("btcv", base) / "RawData" / "Training"
+    spec = {"training": [{"image": str(raw / "img" / "img0021.nii.gz"), "label": str(raw / "label" / "label0021.nii.gz")}],
+            "validation": []}
+    (tmp_path / "dataset_0.json").write_text(json.dumps(spec))
+    assert_reported("btcv", tmp_path, "dataset_0.json", "'val' is empty")
+
+
+def test_csv_without_needed_columns(base, tmp_path):
+    root = phantom_copy("cxr14", base, tmp_path)
+    csv = root / "Data_Entry_2017.csv"
+    lines = csv.read_text().splitlines()
+    csv.write_text("\n".join([lines[0].replace("Patient ID", "PatientID")] + lines[1:]) + "\n")
+    assert_reported("cxr14", root, "Data_Entry_2017.csv", "missing column", "Patient ID")
+
+
+def test_split_list_names_absent_images(base, tmp_path):
+    root = phantom_copy("cxr14", base, tmp_path)
+    names = (root / "train_val_list.txt").read_text().split()
+    (root / "images" / names[0]).unlink()
+    (root / "train_val_list.txt").write_text("\n".join(names + ["99999999_000.png"]) + "\n")
+    assert_reported("cxr14", root, names[0], "listed in train_val_list.txt but not found")
+    assert_reported("cxr14", root, "train_val_list.txt", "99999999_000.png has no row")
+
+
+def test_dataset_json_missing_keys(base, tmp_path):
+    root = phantom_copy("brats", base, tmp_path)
+    spec = json.loads((root / "dataset.json").read_text())
+    del spec["modality"], spec["numTest"]
+    (root / "dataset.json").write_text(json.dumps(spec))
+    assert_reported("brats", root.parent, "dataset.json", "missing key(s)", "modality")
+
+
+def test_medmnist_length_mismatch_and_empty_split(tmp_path):
+    arrays = {f"{s}_{k}": np.zeros((4, 8, 8) if k == "images" else (4, 1), np.uint8)
+              for s in ("train", "val", "test") for k in ("images", "labels")}
+    arrays["val_labels"] = np.zeros((3, 1), np.uint8)
+    arrays["test_images"], arrays["test_labels"] = np.zeros((0, 8, 8), np.uint8), np.zeros((0, 1), np.uint8)
+    np.savez(tmp_path / "bad.npz", **arrays)
+    assert_reported("medmnist", tmp_path, "bad.npz", "val_images has 4 items but val_labels 3")
+    assert_reported("medmnist", tmp_path, "bad.npz", "split 'test' is empty")
+
+
+def test_every_problem_is_reported_not_just_the_first(base, tmp_path):
+    root, raw = _btcv(base, tmp_path)
+    (raw / "img" / "img0001.nii.gz").write_bytes(b"garbage")
+    (raw / "label" / "label0040.nii.gz").unlink()
+    lab = nib.load(raw / "label" / "label0010.nii.gz")
+    data = np.asarray(lab.dataobj).copy()
+    data[1, 1, 1] = 99
+    save_nifti(raw / "label" / "label0010.nii.gz", data, lab.affine)
+    text = problems_text("btcv", root)
+    for name in ("img0001.nii.gz", "label0040.nii.gz", "label0010.nii.gz"):
+        assert name in text
+    with pytest.raises(ValueError, match=r"3 problem\(s\)"):
+        require_valid("btcv", root)

@@ -1,0 +1,122 @@
+"""The paper's preprocessing: crop sizes, intensity ranges, label encodings, caching."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.data import CacheDataset, DataLoader, Dataset
+
+from _data_helpers import SAMPLES, phantom, sample_copy
+from selfmae.data import build_datasets, build_transforms
+
+
+@pytest.fixture(scope="session")
+def base(tmp_path_factory):
+    return tmp_path_factory.getbasetemp() / "phantoms"
+
+
+def small_cfg(dataset, root, **kw):
+    cfg = {"dataset": dataset, "data_dir": str(root), "cache": False, "num_workers": 0, "split_seed": 0}
+    cfg.update({"btcv": {"spacing": [9.6, 9.6, 13.0], "roi_size": [16, 16, 16], "num_samples": 2, "organs": 8},
+                "brats": {"roi_size": [16, 16, 16], "num_samples": 2, "et_convention": "dataset_json"},
+                "cxr14": {"resize": 48, "crop": 40, "val_fraction": 0.1}}.get(dataset, {}))
+    cfg.update(kw)
+    return cfg
+
+
+def test_cxr14_real_sample_paper_sizes(tmp_path):
+    root = sample_copy("cxr14-sample", tmp_path)
+    cfg = {"dataset": "cxr14", "data_dir": str(root), "resize": 256, "crop": 224, "val_fraction": 0.0, "cache": False}
+    ds = build_datasets(cfg, "classify")
+    train, test = ds["train"][0], ds["test"][0]
+    for item in (train, test):
+        assert item["image"].shape == (1, 224, 224) and item["image"].dtype == torch.float32
+        assert 0 <= float(item["image"].min()) and float(item["image"].max()) <= 1
+        assert item["label"].shape == (14,) and item["label"].dtype == torch.float32
+    # histogram equalisation spreads intensities: roughly uniform, so the mean sits near the middle
+    assert 0.35 < float(test["image"].mean()) < 0.65
+
+
+def test_cxr14_train_random_eval_deterministic(base):
+    ds = build_datasets(small_cfg("cxr14", phantom("cxr14", base), cache=True), "classify")
+    assert isinstance(ds["train"], CacheDataset) and set(ds) == {"train", "val", "test"}
+    a, b = ds["val"][0]["image"], ds["val"][0]["image"]
+    assert a.shape == (1, 40, 40) and torch.equal(a, b)
+    crops = {tuple(ds["train"][0]["image"].flatten()[:50].tolist()) for _ in range(6)}
+    assert len(crops) > 1  # random crop / flip
+
+
+def test_btcv_segment_crops_labels_and_range(base):
+    ds = build_datasets(small_cfg("btcv", phantom("btcv", base)), "segment")
+    crops = ds["train"][0]
+    assert isinstance(crops, list) and len(crops) == 2
+    for c in crops:
+        assert c["image"].shape == (1, 16, 16, 16) and c["label"].shape == (1, 16, 16, 16)
+        assert c["label"].dtype == torch.long and c["case_id"].startswith("img")
+        assert 0.0 <= float(c["image"].min()) and float(c["image"].max()) <= 1.0
+    val = ds["val"][0]
+    assert val["image"].shape[1:] == val["label"].shape[1:] and min(val["image"].shape[1:]) >= 16
+    assert set(torch.unique(val["label"]).tolist()) <= set(range(9)) and int(val["label"].max()) == 8
+    batch = next(iter(DataLoader(ds["train"], batch_size=2)))  # list_data_collate: 2 volumes x 2 crops
+    assert batch["image"].shape == (4, 1, 16, 16, 16)
+
+
+def test_btcv_pretrain_needs_no_labels_and_reaches_paper_roi(base):
+    cfg = small_cfg("btcv", phantom("btcv", base), roi_size=[96, 96, 96], num_samples=1)
+    ds = build_datasets(cfg, "pretrain")
+    item = ds["train"][0][0]
+    assert "label" not in item and item["image"].shape == (1, 96, 96, 96)  # small volume padded to the paper roi
+    assert ds["val"][0]["image"].shape == (1, 96, 96, 96)
+
+
+def test_real_ct_through_paper_pipeline():
+    cfg = {"dataset": "btcv", "spacing": [1.5, 1.5, 2.0], "roi_size": [96, 96, 96], "a_min": -175, "a_max": 250,
+           "num_samples": 2}
+    item = {"image": str(SAMPLES / "ct-sample" / "example_ct.nii.gz"), "case_id": "example_ct"}
+    out = build_transforms(cfg, "pretrain", train=True)(item)
+    assert len(out) == 2 and out[0]["image"].shape == (1, 96, 96, 96)
+    whole = build_transforms(cfg, "segment", train=False)({**item, "label": item["image"]})["image"]
+    assert 0.0 == float(whole.min()) and float(whole.max()) == 1.0
+    assert np.allclose(whole.pixdim.tolist(), [1.5, 1.5, 2.0])
+
+
+def test_brats_zscore_regions_and_crops(base):
+    ds = build_datasets(small_cfg("brats", phantom("brats", base)), "segment")
+    val = ds["val"][0]
+    img, lab = val["image"], val["label"]
+    assert img.shape[0] == 4 and lab.shape[0] == 3 and img.shape[1:] == lab.shape[1:]
+    for c in range(4):
+        v = img[c][img[c] != 0]
+        assert abs(float(v.mean())) < 1e-3 and abs(float(v.std()) - 1) < 1e-2
+    tc, wt, et = lab.bool()
+    assert wt.any() and et.any() and not (tc & ~wt).any() and not (et & ~tc).any()
+    crops = ds["train"][0]
+    assert len(crops) == 2 and crops[0]["image"].shape == (4, 16, 16, 16) and crops[0]["label"].shape == (3, 16, 16, 16)
+
+
+def test_brats_selfmedmae_convention_marks_label_2_as_et(base):
+    root = phantom("brats", base)
+    a = build_datasets(small_cfg("brats", root), "segment")["val"][0]["label"]
+    b = build_datasets(small_cfg("brats", root, et_convention="selfmedmae_code"), "segment")["val"][0]["label"]
+    assert torch.equal(a[:2], b[:2]) and not torch.equal(a[2], b[2])
+
+
+def test_cache_matches_uncached(base):
+    cfg = small_cfg("btcv", phantom("btcv", base))
+    cached = build_datasets({**cfg, "cache": True}, "segment")["val"]
+    plain = build_datasets(cfg, "segment")["val"]
+    assert isinstance(cached, CacheDataset) and type(plain) is Dataset
+    assert torch.equal(cached[1]["image"], plain[1]["image"])
+
+
+def test_medmnist_real_subset_with_crop():
+    cfg = {"dataset": "medmnist", "data_dir": str(SAMPLES / "medmnist"), "spatial_dims": 2, "crop": 24, "cache": False}
+    ds = build_datasets(cfg, "classify")
+    assert ds["train"][0]["image"].shape == (1, 24, 24) and ds["test"][0]["label"].shape == (1,)
+
+
+def test_task_dataset_mismatch_is_an_error(base):
+    with pytest.raises(ValueError, match="does not apply"):
+        build_transforms({"dataset": "btcv"}, "classify", train=True)
+    with pytest.raises(ValueError, match="does not apply"):
+        build_transforms({"dataset": "cxr14"}, "segment", train=True)

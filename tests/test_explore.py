@@ -1,0 +1,189 @@
+"""The mask-ratio explorer, driven headlessly through the same callbacks its widgets call."""
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ipywidgets")
+
+from selfmae.config import load_config, save_run_record  # noqa: E402
+from selfmae.explore import (  # noqa: E402
+    UNTRAINED, ExplorerError, MaskExplorer, discover_checkpoints, explorer_widget, load_image, medmnist_source,
+    quickstart_table, render_panels,
+)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A runs folder with one 2D MAE checkpoint (untrained weights, engine format, config.yaml beside it)."""
+    import torch
+
+    from selfmae.models import build_model
+    from selfmae.train.checkpoint import save_checkpoint
+
+    root = tmp_path_factory.mktemp("runs")
+    cfg = load_config("pretrain_medmnist", "tiny", {"model.mask_ratio": 0.25})
+    run = root / "pretrain_medmnist"
+    torch.manual_seed(1)
+    model = build_model(cfg["model"], cfg["data"])
+    save_checkpoint({"model": model.state_dict()}, run / "last.pt")
+    save_run_record(cfg, run)
+    return root
+
+
+@pytest.fixture(scope="module")
+def ui(runs):
+    return explorer_widget("sample:pneumoniamnist", runs_dir=runs)
+
+
+@pytest.fixture(scope="module")
+def ui3(runs):
+    return explorer_widget("sample:ct", runs_dir=runs)
+
+
+def test_hidden_patches_follow_the_slider(ui):
+    n = ui.view.n_patches
+    assert n == ui.core.n_patches == (32 // 4) ** 2
+    ui.ratio.value = 25
+    assert ui.core.mask_ratio == 0.25
+    assert ui.view.n_hidden == round(0.25 * n)
+    assert f"{round(0.25 * n)} of {n} patches hidden" in ui.status.value
+    counts = []
+    for value in (5, 50, 75, 95):
+        ui.ratio.value = value
+        counts.append(ui.view.n_hidden)
+        assert abs(ui.view.n_hidden - value / 100 * n) <= 1
+        assert ui.view.hidden.mean() == pytest.approx(ui.view.n_hidden / n)   # hidden pixels = hidden patches
+    assert counts == sorted(counts) and len(set(counts)) == 4
+    assert ui.message.value == ""
+
+
+def test_images_change_with_ratio_and_seed(ui):
+    ui.ratio.value = 30
+    before = {k: w.value for k, w in ui.images.items()}
+    assert all(v[:8] == b"\x89PNG\r\n\x1a\n" for v in before.values())
+    ui.ratio.value = 70
+    after_ratio = {k: w.value for k, w in ui.images.items()}
+    assert after_ratio["masked"] != before["masked"] and after_ratio["pasted"] != before["pasted"]
+    assert after_ratio["original"] == before["original"]
+    mse = ui.view.mse
+    ui.seed.value = ui.seed.value + 1
+    assert ui.images["masked"].value != after_ratio["masked"]
+    assert ui.view.mse != mse and np.isfinite(ui.view.mse)
+
+
+def test_same_ratio_and_seed_give_the_same_mask(ui):
+    ui.ratio.value, ui.seed.value = 40, 3
+    first = ui.images["masked"].value
+    ui.ratio.value = 60
+    ui.ratio.value = 40
+    assert ui.images["masked"].value == first
+
+
+def test_error_vs_ratio_button_draws_a_figure(ui):
+    ui.plot_button.click()
+    assert ui.message.value == ""
+    fig = ui.last_figure
+    assert fig is not None and fig.axes[0].get_xlabel().startswith("mask ratio")
+    assert len(fig.axes[0].lines) >= 1
+    df = ui.core.error_vs_ratio(ratios=(0.25, 0.75), seeds=(0, 1))
+    assert len(df) == 4 and set(df["mask ratio (%)"]) == {25.0, 75.0} and (df["MSE"] > 0).all()
+
+
+def test_discovered_checkpoint_loads_and_is_labelled(ui, runs):
+    found = discover_checkpoints(runs)
+    assert list(found) == ["pretrain_medmnist · 2D · mask 25 %"]
+    assert [v for _, v in ui.checkpoint.options] == [UNTRAINED, str(runs / "pretrain_medmnist" / "last.pt")]
+    untrained_png = ui.images["recon"].value
+    ui.checkpoint.value = str(found["pretrain_medmnist · 2D · mask 25 %"])
+    assert ui.message.value == ""
+    assert "pretrain_medmnist" in ui.status.value
+    assert ui.images["recon"].value != untrained_png   # other weights, other reconstruction
+    ui.checkpoint.value = UNTRAINED
+
+
+def test_missing_checkpoint_gives_a_clear_message(ui, tmp_path):
+    png = ui.images["masked"].value
+    missing = tmp_path / "runs" / "pretrain_x" / "last.pt"
+    ui.checkpoint_path.value = str(missing)
+    assert "checkpoint not found" in ui.message.value and str(missing) in ui.message.value
+    assert "Traceback" not in ui.message.value
+    assert ui.core.checkpoint == UNTRAINED and ui.images["masked"].value == png   # the last picture stays
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    (tmp_path / "config.yaml").write_text("data: {spatial_dims: 2}\nmodel: {name: mae}\n")
+    ui.checkpoint_path.value = str(broken)
+    assert "cannot" in ui.message.value or "broken.pt" in ui.message.value
+    ui.ratio.value = 55                      # the widget keeps working afterwards
+    assert ui.message.value == "" and ui.view.mask_ratio == 0.55
+
+
+@pytest.mark.parametrize("name, content", [
+    ("scan.png", b"\x89PNG\r\n\x1a\n garbage"),
+    ("scan.nii.gz", gzip.compress(b"not a nifti header")),
+    ("scan.npz", b"PK\x03\x04 truncated"),
+    ("scan.docx", b"whatever"),
+])
+def test_unreadable_file_gives_a_clear_message(ui, tmp_path, name, content):
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    png = ui.images["original"].value
+    ui.source.value = "a file of mine (path below)"
+    ui.path.value = str(bad)
+    assert str(bad) in ui.message.value
+    assert any(w in ui.message.value for w in ("cannot read", "unsupported"))
+    assert "Traceback" not in ui.message.value
+    assert ui.images["original"].value == png
+    ui.path.value = ""
+    ui.source.value = "PneumoniaMNIST test image (real, 2D)"
+    assert ui.message.value == ""
+
+
+def test_missing_file_message():
+    with pytest.raises(ExplorerError, match="no such file"):
+        load_image("/nonexistent/scan.nii.gz")
+
+
+def test_volume_slice_and_axis(ui3):
+    core = ui3.core
+    assert core.image.spatial_dims == 3 and ui3.volume_controls.layout.display == ""
+    assert core.x.shape[2:] == (32, 32, 32) and ui3.view.n_patches == 64
+    assert ui3.slice.max == 31 and ui3.slice.value == 16
+    before = ui3.images["original"].value
+    ui3.slice.value = 8
+    assert ui3.view.slice_index == 8 and ui3.view.seconds == 0.0   # slicing reuses the forward pass
+    assert ui3.images["original"].value != before
+    ui3.axis.value = 0
+    assert ui3.view.axis == 0 and ui3.slice.value == 16
+    ui3.ratio.value = 25
+    assert ui3.view.n_hidden == 16 and ui3.view.seconds > 0
+    # only 2D checkpoints exist: the 3D explorer offers 'untrained' alone
+    assert [v for _, v in ui3.checkpoint.options] == [UNTRAINED]
+    assert ui3.message.value == ""
+
+
+def test_2d_checkpoint_on_a_volume_is_refused(runs):
+    core = MaskExplorer("sample:ct", profile="tiny", runs_dir=runs)
+    with pytest.raises(ExplorerError, match="2D model"):
+        core.set_checkpoint(runs / "pretrain_medmnist" / "last.pt")
+    assert core.checkpoint == UNTRAINED
+
+
+def test_png_and_folder_sources():
+    core = MaskExplorer("sample:cxr14")
+    assert core.image.count == 3 and core.x.shape == (1, 1, 64, 64)
+    panels = render_panels(core.update())
+    assert set(panels) == {"original", "masked", "recon", "pasted", "error"}
+
+
+def test_quickstart_helpers(tmp_path):
+    results = {"scratch": [{"mauc": 0.80}, {"mauc": 0.82}, {"mauc": 0.84}], "mae": [{"mauc": 0.9}]}
+    table = quickstart_table(results, labels={"scratch": "from scratch"})
+    assert list(table["method"]) == ["from scratch", "mae"]
+    assert table.loc[0, "MAUC (%)"].startswith("82.00 ± ") and table.loc[1, "MAUC (%)"] == "90.00 (n=1)"
+    assert medmnist_source("").endswith("pneumoniamnist_subset.npz")
+    (tmp_path / "medmnist").mkdir()
+    (tmp_path / "medmnist" / "x.npz").write_bytes(b"")
+    assert medmnist_source(str(tmp_path)) == str(tmp_path / "medmnist")
