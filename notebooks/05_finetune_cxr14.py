@@ -71,6 +71,6 @@ ctx.save_table(table, "table2_cxr14", "Table 2: ChestX-ray14 mean AUC (%), offic
 table
 
 # %%
-fig = plot_training_curves(study_histories(study_dir, list(methods)), metric="mauc",
+fig = plot_training_curves(study_histories(study_dir, list(methods)), metric="mAUC",
                            title="ChestX-ray14 fine-tuning")
 ctx.save_figure(fig, "curves_finetune_cxr14", "cxr14")

@@ -65,6 +65,6 @@ ctx.save_table(table1_btcv_hd95(results, label=label), "table1_btcv_hd95",
 table
 
 # %%
-fig = plot_training_curves(study_histories(study_dir, list(methods)), metric="mean_dsc",
+fig = plot_training_curves(study_histories(study_dir, list(methods)), metric="dice",
                            title="BTCV fine-tuning (validation DSC)")
 ctx.save_figure(fig, "curves_finetune_btcv", "btcv")

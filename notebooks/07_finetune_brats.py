@@ -67,6 +67,6 @@ ctx.save_table(table, "table3_brats", "Table 3 (upper): MSD BraTS, DSC (%) and H
 table
 
 # %%
-fig = plot_training_curves(study_histories(study_dir, list(methods)), metric="mean_dsc",
+fig = plot_training_curves(study_histories(study_dir, list(methods)), metric="dice",
                            title="BraTS fine-tuning (validation DSC, ET=3)")
 ctx.save_figure(fig, "curves_finetune_brats", "brats")

@@ -66,7 +66,7 @@ for dataset in ("brats", "btcv"):
 # Mean validation DSC (with 95 % CI over seeds) against the mask ratio, at the base pre-training length.
 
 # %%
-rows = [{"dataset": ds.upper(), "mask ratio (%)": 100 * r, "DSC (%)": 100 * s["mean_dsc"]}
+rows = [{"dataset": ds.upper(), "mask ratio (%)": 100 * r, "DSC (%)": 100 * s["dice"]}
         for ds, base in (("brats", 500), ("btcv", 10000)) for (r, e), runs in results[ds].items() if e == base
         for s in runs]
 fig = plot_metric_lines(pd.DataFrame(rows), x="mask ratio (%)", y="DSC (%)", hue="dataset",

@@ -17,8 +17,7 @@ max_steps = None
 overrides = {}
 
 # %%
-from selfmae.data import class_names
-from selfmae.experiments import reconstruction_examples, segmentation_examples
+from selfmae.experiments import eval_classes, reconstruction_examples, segmentation_examples
 from selfmae.notebook import NotebookContext
 from selfmae.viz import plot_reconstructions, plot_segmentation_overlays
 
@@ -57,7 +56,7 @@ for dataset, title in (("btcv", "BTCV"), ("brats", "BraTS")):
     study = ctx.runs / f"finetune_{dataset}"
     ckpts = {"scratch": study / "scratch" / "seed0" / "best.pt", "MAE": study / "mae" / "seed0" / "best.pt"}
     cases = segmentation_examples(cfg, ckpts, n_cases=2)
-    names = class_names(cfg["data"]) if dataset == "btcv" else ("WT (edema)", "TC (core)", "ET (enhancing)")
+    names = eval_classes(cfg["data"])[0] if dataset == "btcv" else ("WT (edema)", "TC (core)", "ET (enhancing)")
     fig = plot_segmentation_overlays(cases, n_labels=len(names), label_names=names,
                                      columns=("image", "ground truth", "scratch", "MAE"))
     fig.suptitle(f"{title}: UNETR from scratch vs MAE self pre-trained", y=1.02)

@@ -79,7 +79,7 @@ for fraction in label_fractions:
                               seeds, study / f"labels{fraction:g}",
                               overrides=ctx.run_overrides("finetune_nnformer_btcv", {"data.label_fraction": fraction}))
     rows += [{"labelled cases (%)": 100 * fraction, "init": "MAE" if m.endswith("mae") else "scratch",
-              "DSC (%)": 100 * s["mean_dsc"]} for m, summaries in runs.items() for s in summaries]
+              "DSC (%)": 100 * s["dice"]} for m, summaries in runs.items() for s in summaries]
 fractions = pd.DataFrame(rows)
 fig = plot_metric_lines(fractions, x="labelled cases (%)", y="DSC (%)", hue="init",
                         xlabel="labelled training cases used (%)", ylabel="validation mean DSC (%)",
@@ -94,10 +94,10 @@ fractions.groupby(["labelled cases (%)", "init"])["DSC (%)"].agg(["mean", "std",
 
 # %%
 histories = study_histories(study, ["nnformer_scratch", "nnformer_mae"])
-fig = plot_training_curves(histories, metric="mean_dsc", title="nnFormer fine-tuning on BTCV: scratch vs MAE")
+fig = plot_training_curves(histories, metric="dice", title="nnFormer fine-tuning on BTCV: scratch vs MAE")
 ctx.save_figure(fig, "nnformer_convergence", "btcv")
 convergence = pd.DataFrame([{"init": method, "seed": seed, "epochs to 95% of final DSC":
-                             epochs_to_reach(h[h["seed"] == seed], "mean_dsc", 0.95)}
+                             epochs_to_reach(h[h["seed"] == seed], "dice", 0.95)}
                             for method, h in histories.items() for seed in h["seed"].unique()])
 ctx.save_table(convergence, "nnformer_convergence", "Epochs for nnFormer fine-tuning to reach 95% of its final "
                "validation DSC", "btcv")

@@ -2,7 +2,7 @@
 
 A run folder (default `runs/<profile>/<experiment>/...`) receives the resolved config, the run record (commit,
 packages, hardware, seed), `metrics.csv`, checkpoints and, for fine-tuning, `summary.json` with the evaluation
-metrics as flat keys (`mean_dsc`, `dsc/Liver`, `hd95/Liver`, `mauc`, `auc/Effusion`, ...). Finished runs are
+metrics as flat keys (`dice`, `dice/Liver`, `hd95/Liver`, `mAUC`, `auc/Effusion`, ...). Finished runs are
 skipped (the engine's `done.json`), so a notebook that is re-run only redraws.
 """
 from __future__ import annotations
@@ -96,19 +96,37 @@ def build_model_for(cfg: Mapping) -> torch.nn.Module:
     return model
 
 
+def eval_classes(data_cfg: Mapping) -> tuple[tuple[str, ...], list[int] | None]:
+    """Names of the evaluated classes and the output channels that hold them.
+
+    BTCV trained on all 13 organs (the paper's protocol) is scored on the paper's 8: their ids in the 13-label
+    numbering. With organs=8 the labels are already 1..8 in Table 1 order. BraTS channels are TC, WT, ET.
+    """
+    from selfmae.data import BRATS_REGIONS, BTCV_ORGANS, CXR14_LABELS
+    from selfmae.data.btcv import BTCV_ORGAN_IDS
+
+    dataset = data_cfg["dataset"]
+    if dataset == "btcv":
+        return BTCV_ORGANS, (list(BTCV_ORGAN_IDS) if data_cfg.get("organs", 8) == 13 else list(range(1, 9)))
+    if dataset == "brats":
+        return BRATS_REGIONS, [0, 1, 2]
+    if dataset == "cxr14":
+        return CXR14_LABELS, None
+    return tuple(data_cfg.get("label_names") or ("label",)), None
+
+
 def make_task(cfg: Mapping):
     """The engine task for the config's `task` (pretrain | classify | segment)."""
-    from selfmae.data import class_names
     from selfmae.train import ClassificationTask, MAETask, SegmentationTask
 
     if cfg["task"] == "pretrain":
         return MAETask()
-    names = class_names(cfg["data"])
+    names, indices = eval_classes(cfg["data"])
     if cfg["task"] == "classify":
-        return ClassificationTask(num_classes=cfg["model"]["num_classes"], class_names=names)
-    ev = cfg.get("eval", {})
+        return ClassificationTask(num_classes=cfg["model"]["num_classes"], label_names=names)
+    ev = cfg.get("eval") or {}
     return SegmentationTask(kind=cfg["data"]["dataset"], roi_size=cfg["data"]["roi_size"],
-                            spacing=cfg["data"].get("spacing") or [1.0, 1.0, 1.0], class_names=names,
+                            spacing=cfg["data"].get("spacing"), class_names=names, class_indices=indices,
                             overlap=ev.get("overlap", 0.5), sw_batch_size=ev.get("sw_batch_size", 1))
 
 
@@ -121,7 +139,8 @@ def run_training(cfg: Mapping, out_dir: str | Path | None = None, force: bool = 
                  datasets: Mapping | None = None):
     """Train one config (pre-training or fine-tuning) into `out_dir`; returns the engine's RunResult.
 
-    `datasets` lets a study reuse cached datasets across methods and seeds (built here when None).
+    `datasets` lets a study reuse cached datasets across methods and seeds (built here when None). A finished
+    run folder is not trained again (the engine returns the stored result) unless `force`.
     """
     from selfmae.train import fit
 
@@ -130,8 +149,10 @@ def run_training(cfg: Mapping, out_dir: str | Path | None = None, force: bool = 
     seed_record = seed_everything(cfg["train"]["seed"])
     datasets = datasets or build_data(cfg)
     model = build_model_for(cfg)
-    save_run_record(cfg, out_dir, extra=seed_record)
-    return fit(model, make_task(cfg), datasets["train"], datasets["val"], cfg["train"], out_dir, force=force)
+    if not (out_dir / "done.json").exists() or force:
+        save_run_record(cfg, out_dir, extra=seed_record)
+    return fit(model, make_task(cfg), datasets["train"], datasets["val"], cfg["train"], out_dir, force=force,
+               run_config={"data": cfg["data"], "model": cfg["model"]})
 
 
 run_pretrain = run_training
@@ -156,17 +177,35 @@ def eval_split(datasets: Mapping) -> str:
 
 def run_evaluate(cfg: Mapping, checkpoint: str | Path, out_dir: str | Path | None = None,
                  datasets: Mapping | None = None) -> dict:
-    """Evaluate `checkpoint` on the evaluation split: per-case CSV + flat summary.json in `out_dir`."""
-    from selfmae.train.checkpoint import load_model_weights
+    """Evaluate `checkpoint` on the evaluation split: a per-case (per-label for CXR14) CSV and a flat
+    summary.json (`dice`, `hd95`, `dice/<organ>`, ... or `mAUC`, `auc/<label>`) in `out_dir`."""
+    from monai.data import DataLoader
+
+    from selfmae.eval import evaluate_segmentation
+    from selfmae.train import load_model_weights, resolve_device
 
     out_dir = Path(out_dir or Path(checkpoint).parent)
     datasets = datasets or build_data(cfg)
     model = build_model_for(dict(cfg, model=dict(cfg["model"], init="scratch")))
     load_model_weights(model, checkpoint)
-    task = make_task(cfg)
-    device = torch.device("cuda" if torch.cuda.is_available() and cfg["train"]["device"] != "cpu" else "cpu")
+    device = resolve_device(cfg["train"]["device"])
+    model = model.to(device).eval()
     split = eval_split(datasets)
-    metrics = task.evaluate_to_csv(model.to(device), datasets[split], device, out_dir / f"per_case_{split}.csv")
+    csv_path = out_dir / f"per_case_{split}.csv"
+    with torch.no_grad():
+        if cfg["task"] == "segment":
+            names, indices = eval_classes(cfg["data"])
+            ev = cfg.get("eval") or {}
+            loader = DataLoader(datasets[split], batch_size=1, num_workers=0)
+            metrics = evaluate_segmentation(
+                model, loader, kind=cfg["data"]["dataset"], roi_size=cfg["data"]["roi_size"], class_names=names,
+                class_indices=indices, spacing=cfg["data"].get("spacing"), sw_batch_size=ev.get("sw_batch_size", 1),
+                overlap=ev.get("overlap", 0.5), device=device, out_csv=csv_path).summary
+        else:
+            loader = DataLoader(datasets[split], batch_size=cfg["train"]["batch_size"], num_workers=0)
+            metrics = make_task(cfg).evaluate(model, loader, device)
+            per_label = [{"label": k.split("/", 1)[1], "auc": v} for k, v in metrics.items() if k.startswith("auc/")]
+            atomic_write_text(csv_path, pd.DataFrame(per_label).to_csv(index=False))
     summary = {"experiment": cfg["experiment"], "split": split, "checkpoint": str(checkpoint),
                "seed": cfg["train"]["seed"], "init": cfg["model"].get("init", "scratch"), **metrics}
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, default=float))
@@ -210,7 +249,7 @@ def finetune_study(experiment: str, profile: str, methods: Mapping[str, Mapping[
 
 
 def _headline(summary: Mapping) -> str:
-    keys = [k for k in ("mauc", "mean_dsc", "mean_hd95") if k in summary]
+    keys = [k for k in ("mAUC", "dice", "hd95") if k in summary]
     return ", ".join(f"{k}={summary[k]:.4f}" for k in keys)
 
 
@@ -292,15 +331,17 @@ def segmentation_examples(cfg: Mapping, checkpoints: Mapping[str, str | Path], n
         load_model_weights(model, path)
         models[name] = model.eval()
     brats = cfg["data"]["dataset"] == "brats"
+    _, indices = eval_classes(cfg["data"])
     cases = []
     for i in range(min(n_cases, len(datasets["val"]))):
         item = datasets["val"][i]
         image = torch.as_tensor(item["image"])[None].float()
         label = torch.as_tensor(item["label"])
-        maps = {"ground truth": _label_map(label, brats)}
+        maps = {"ground truth": _label_map(label, brats, indices)}
         for name, model in models.items():
             logits = sliding_window_inference(image, cfg["data"]["roi_size"], 4, model, overlap=0.5)[0]
-            maps[name] = _label_map(logits.sigmoid() > 0.5 if brats else logits.argmax(0, keepdim=True), brats)
+            maps[name] = _label_map(logits.sigmoid() > 0.5 if brats else logits.argmax(0, keepdim=True), brats,
+                                    indices)
         z = int(np.argmax((maps["ground truth"] > 0).sum(axis=(0, 1))))
         case = {"image": np.rot90(image[0, 0, :, :, z].numpy()), "title": str(item.get("case_id", i))}
         case.update({k: np.rot90(v[:, :, z]) for k, v in maps.items()})
@@ -308,11 +349,16 @@ def segmentation_examples(cfg: Mapping, checkpoints: Mapping[str, str | Path], n
     return cases
 
 
-def _label_map(label: torch.Tensor, brats: bool) -> np.ndarray:
-    """(1, X, Y, Z) ids, or BraTS (3, X, Y, Z) TC/WT/ET channels -> (X, Y, Z) ids (WT 1, TC 2, ET 3)."""
+def _label_map(label: torch.Tensor, brats: bool, indices: Sequence[int] | None = None) -> np.ndarray:
+    """(1, X, Y, Z) ids, or BraTS (3, X, Y, Z) TC/WT/ET channels -> (X, Y, Z) display ids: the evaluated classes
+    numbered 1..K in `indices` order (other labels 0), or for BraTS WT 1, TC 2, ET 3."""
     label = torch.as_tensor(label)
     if not brats:
-        return label[0].cpu().numpy().astype(np.int16)
+        ids = label[0].cpu().numpy().astype(np.int16)
+        out = np.zeros_like(ids)
+        for k, index in enumerate(indices or range(1, int(ids.max()) + 1)):
+            out[ids == index] = k + 1
+        return out
     tc, wt, et = (label[c].bool().cpu().numpy() for c in range(3))
     out = np.zeros(wt.shape, np.int16)
     out[wt], out[tc], out[et] = 1, 2, 3
@@ -324,12 +370,10 @@ def example_gallery(cfg: Mapping, n: int = 4, datasets: Mapping | None = None) -
 
     Returns {"images": [...], "masks": [... or None], "titles": [...], "n_labels": int}.
     """
-    from selfmae.data import class_names
-
     datasets = datasets or build_data(cfg, check=False)
-    names = class_names(cfg["data"])
+    names, indices = eval_classes(cfg["data"])
     brats = cfg["data"]["dataset"] == "brats"
-    out = {"images": [], "masks": [], "titles": [], "n_labels": 3 if brats else len(names)}
+    out = {"images": [], "masks": [], "titles": [], "n_labels": len(names)}
     for i in range(min(n, len(datasets["val"]))):
         item = datasets["val"][i]
         image = torch.as_tensor(item["image"]).float()
@@ -341,7 +385,7 @@ def example_gallery(cfg: Mapping, n: int = 4, datasets: Mapping | None = None) -
             out["masks"].append(None)
             out["titles"].append(f"{case}\n{', '.join(found)}")
             continue
-        ids = _label_map(label, brats)
+        ids = _label_map(label, brats, indices)
         z = int(np.argmax((ids > 0).sum(axis=(0, 1))))
         for c in range(image.shape[0]) if brats else (0,):
             out["images"].append(np.rot90(image[c, :, :, z].numpy()))
@@ -383,7 +427,7 @@ def ablation_study(dataset: str, profile: str, grid: Sequence[tuple[float, int]]
         results[point] = finetune_study(ft_name, profile, methods, seeds, ft_dir,
                                         overrides=overrides.get("finetune"))["mae"]
         print(f"{dataset} mask {ratio:.3f}, {paper_epochs} paper epochs: "
-              f"mean DSC {np.mean([s['mean_dsc'] for s in results[point]]):.4f}")
+              f"mean DSC {np.mean([s['dice'] for s in results[point]]):.4f}")
     return results
 
 

@@ -21,7 +21,9 @@ that has learnt nothing produces.
 """
 from __future__ import annotations
 
+import contextlib
 import io
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,7 +219,8 @@ def prepare_input(image: LoadedImage, data_cfg: Mapping) -> torch.Tensor:
     elif image.spacing and data_cfg.get("spacing"):
         new = [max(1, round(s * sp / tsp)) for s, sp, tsp in zip(shape, image.spacing, data_cfg["spacing"])]
         x = F.interpolate(x, size=new, mode="trilinear", align_corners=False)
-    x = torch.as_tensor(ResizeWithPadOrCrop(spatial_size=size)(x[0]))[None]
+    x = ResizeWithPadOrCrop(spatial_size=size)(x[0])
+    x = (x.as_tensor() if hasattr(x, "as_tensor") else torch.as_tensor(x))[None]   # plain tensor: MetaTensor is slow
     channels = int(data_cfg.get("in_channels", 1))
     if x.shape[1] != channels:   # a 1-channel image into a 4-channel model: repeat; otherwise the first channel
         x = x[:, :1].repeat(1, channels, *([1] * len(size)))
@@ -344,16 +347,31 @@ def _display(volume: np.ndarray, axis: int, index: int | None) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(np.take(volume, index, axis=axis)))
 
 
+@contextlib.contextmanager
+def _threads(n: int | None):
+    """Run torch on `n` CPU threads inside the block (None: leave as is). A tiny MAE is latency-bound: on a busy
+    2-core machine one thread is ~100x faster than two spinning on each other."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n:
+            torch.set_num_threads(before)
+
+
 class MaskExplorer:
     """Plain-Python core of the explorer: choose an image, a model, a mask ratio and seed; `update()` draws.
 
     The model runs once per (image, model, ratio, seed); moving the slice or axis only re-slices the cached result.
+    `threads`: torch CPU threads for the model (1 suits the tiny models; None keeps torch's setting).
     """
 
     def __init__(self, source: str | Path = "sample:pneumoniamnist", checkpoint: str | Path = UNTRAINED,
                  mask_ratio: float = 0.75, seed: int = 0, index: int = 0, profile: str = "tiny",
-                 runs_dir: str | Path | None = None, axis: int = 2):
-        self.profile = profile
+                 runs_dir: str | Path | None = None, axis: int = 2, threads: int | None = 1):
+        self.profile, self.threads = profile, threads
         self.runs_dir = Path(runs_dir) if runs_dir else REPO_ROOT / "runs" / profile
         self.mask_ratio, self.seed, self.axis = 0.75, int(seed), int(axis)
         self.slice_index: int | None = None
@@ -428,36 +446,28 @@ class MaskExplorer:
 
     @property
     def n_patches(self) -> int:
-        return int(np.prod([s // p for s, p in zip(self.x.shape[2:], self._patch_size())]))
-
-    def _patch_size(self) -> list[int]:
-        p = self.entry.cfg["model"]["patch_size"]
-        return [int(p)] * (self.x.ndim - 2) if np.isscalar(p) else [int(v) for v in p]
+        return int(self.entry.model.encoder.num_patches)
 
     # -- computing --------------------------------------------------------------------------------------------
     @torch.no_grad()
     def _run(self, x: torch.Tensor, ratio: float, seed: int) -> dict[str, torch.Tensor]:
         """MAE forward + reconstruction with a seeded mask; adds the hidden-pixel mask and per-sample MSE."""
         model = self.entry.model
-        with torch.random.fork_rng(devices=[]):
+        with _threads(self.threads), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             _, pred, mask = model(x, mask_ratio=ratio)
-        out = {"original": x, **model.reconstruct(x, pred, mask)}
+            out = {"original": x, **model.reconstruct(x, pred, mask)}
         hidden = self._hidden_pixels(mask, x)
         sq = (out["recon"].float() - x) ** 2 * hidden
         out["hidden"] = hidden[:, 0] > 0
-        out["mse"] = sq.flatten(1).sum(1) / (hidden.flatten(1).sum(1) * 1).clamp_min(1)
+        out["mse"] = sq.flatten(1).sum(1) / hidden.flatten(1).sum(1).clamp_min(1)
         out["mask"] = mask
         return out
 
     def _hidden_pixels(self, mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """(B, N) patch mask -> (B, C, *spatial) 1.0 on hidden pixels (patches in row-major grid order)."""
-        p = self._patch_size()
-        grid = [s // q for s, q in zip(x.shape[2:], p)]
-        m = mask.float().reshape(mask.shape[0], 1, *grid)
-        for d, q in enumerate(p):
-            m = m.repeat_interleave(q, dim=2 + d)
-        return m.expand(-1, x.shape[1], *m.shape[2:])
+        """(B, N) patch mask -> (B, C, *spatial), 1.0 on hidden pixels (the model's own patch layout)."""
+        model = self.entry.model
+        return model.unpatchify(mask.float().unsqueeze(-1).expand(-1, -1, x.shape[1] * math.prod(model.patch_size)))
 
     def update(self) -> ExplorerView:
         """Run the model if ratio/seed/image/model changed, then cut the panels for the current slice."""

@@ -80,7 +80,7 @@ def ours_vs_paper(paper_rows: Mapping[str, Mapping[str, object]], ours: Mapping[
 
     paper_rows: row name -> {column name: printed value}
     ours: method key (e.g. "mae") -> one dict per seed {metric key: value}
-    columns: (column name, our metric key, scale), e.g. ("Aorta", "dsc/Aorta", 100)
+    columns: (column name, our metric key, scale), e.g. ("Aorta", "dice/Aorta", 100)
     row_map: paper row name -> our method key
     """
     records = []
@@ -141,8 +141,8 @@ def table1_btcv(ours: Runs, label: str = "ours") -> pd.DataFrame:
     t = paper_results()["selfmedmae"]["table1_btcv"]
     rows = {name: {"Avg DSC": r["avg_dsc"], "Avg HD95": r["avg_hd95"], **dict(zip(t["organs"], r["dsc"]))}
             for name, r in t["rows"].items()}
-    cols = [("Avg DSC", "mean_dsc", 100.0), ("Avg HD95", "mean_hd95", 1.0)]
-    cols += [(organ, f"dsc/{organ}", 100.0) for organ in t["organs"]]
+    cols = [("Avg DSC", "dice", 100.0), ("Avg HD95", "hd95", 1.0)]
+    cols += [(organ, f"dice/{organ}", 100.0) for organ in t["organs"]]
     return ours_vs_paper(rows, ours, cols, t["reproduced_rows"], label)
 
 
@@ -150,7 +150,7 @@ def table1_btcv_hd95(ours: Runs, label: str = "ours") -> pd.DataFrame:
     """Companion to Table 1: HD95 (mm) per organ (the paper prints only the average)."""
     t = paper_results()["selfmedmae"]["table1_btcv"]
     rows = {name: {"Avg HD95": r["avg_hd95"]} for name, r in t["rows"].items()}
-    cols = [("Avg HD95", "mean_hd95", 1.0)] + [(o, f"hd95/{o}", 1.0) for o in t["organs"]]
+    cols = [("Avg HD95", "hd95", 1.0)] + [(o, f"hd95/{o}", 1.0) for o in t["organs"]]
     return ours_vs_paper(rows, ours, cols, t["reproduced_rows"], label)
 
 
@@ -164,7 +164,7 @@ def table2_cxr14(ours: Runs, epochs: Mapping[str, int], label: str = "ours") -> 
         if method:
             runs = ours.get(method, [])
             records.append({**base, "Epochs": str(epochs.get(method, "–")), "Source": f"{label} (n={len(runs)})",
-                            "mAUC": format_ci([s.get("mauc", np.nan) for s in runs], 100.0) if runs else "not run"})
+                            "mAUC": format_ci([s.get("mAUC", np.nan) for s in runs], 100.0) if runs else "not run"})
     return pd.DataFrame.from_records(records)
 
 
@@ -180,10 +180,10 @@ def table3_brats(ours: Runs, ours_code_et: Runs, label: str = "ours") -> pd.Data
                       "TC HD95": h["TC"]}
     merged = {m: [_with_code_et(a, b) for a, b in zip(runs, ours_code_et.get(m, []))] or list(runs)
               for m, runs in ours.items()}
-    cols = [("Avg DSC (ET=3)", "mean_dsc", 100.0), ("Avg DSC (ET=2)", "code/mean_dsc", 100.0),
-            ("Avg HD95 (ET=2)", "code/mean_hd95", 1.0), ("WT DSC", "dsc/WT", 100.0), ("WT HD95", "hd95/WT", 1.0),
-            ("ET=3 DSC", "dsc/ET", 100.0), ("ET=3 HD95", "hd95/ET", 1.0), ("ET=2 DSC", "code/dsc/ET", 100.0),
-            ("ET=2 HD95", "code/hd95/ET", 1.0), ("TC DSC", "dsc/TC", 100.0), ("TC HD95", "hd95/TC", 1.0)]
+    cols = [("Avg DSC (ET=3)", "dice", 100.0), ("Avg DSC (ET=2)", "code/dice", 100.0),
+            ("Avg HD95 (ET=2)", "code/hd95", 1.0), ("WT DSC", "dice/WT", 100.0), ("WT HD95", "hd95/WT", 1.0),
+            ("ET=3 DSC", "dice/ET", 100.0), ("ET=3 HD95", "hd95/ET", 1.0), ("ET=2 DSC", "code/dice/ET", 100.0),
+            ("ET=2 HD95", "code/hd95/ET", 1.0), ("TC DSC", "dice/TC", 100.0), ("TC HD95", "hd95/TC", 1.0)]
     return ours_vs_paper(rows, merged, cols, t["reproduced_rows"], label)
 
 
@@ -208,9 +208,9 @@ def table3_ablation(dataset: str, ours: Mapping[tuple[float, int], Sequence[Mapp
         records.append({**base, **paper})
         runs = ours.get((r["mask_ratio"], r["epochs"]), [])
         mine = {"Pre-train epochs (ours)": our_epochs.get(r["epochs"], "–"), "Source": f"{label} (n={len(runs)})",
-                "Avg DSC": format_ci([s["mean_dsc"] for s in runs], 100.0) if runs else "not run"}
+                "Avg DSC": format_ci([s["dice"] for s in runs], 100.0) if runs else "not run"}
         if "dsc" in r:  # our ablation runs use ET = label 3 (dataset.json); the paper's ET is label 2
-            mine.update({f"{n} DSC": format_ci([s.get(f"dsc/{n.split('=')[0]}", np.nan) for s in runs], 100.0)
+            mine.update({f"{n} DSC": format_ci([s.get(f"dice/{n.split('=')[0]}", np.nan) for s in runs], 100.0)
                          if runs else "not run" for n in ("WT", "ET=3", "TC")})
         records.append({**base, **mine})
     return pd.DataFrame.from_records(records).fillna("–")
@@ -234,6 +234,6 @@ def nnformer_comparison(ours: Runs, label: str = "ours") -> pd.DataFrame:
         records.append({"Model": r["model"], "Source": "paper", "Avg DSC": f"{r['avg_dsc']:.1f}"})
         runs = ours.get(r["reproduced"], []) if r["reproduced"] else []
         records.append({"Model": r["model"], "Source": f"{label} (n={len(runs)})",
-                        "Avg DSC": format_ci([s["mean_dsc"] for s in runs], 100.0) if runs
+                        "Avg DSC": format_ci([s["dice"] for s in runs], 100.0) if runs
                         else f"not run ({r.get('note', 'no runs')})"})
     return pd.DataFrame.from_records(records)

@@ -1,0 +1,258 @@
+"""MAE pre-training throughput: selfmae's MAE against MONAI's MaskedAutoEncoderViT, same process, same sizes.
+
+One training step = forward + MSE loss on the hidden patches (norm_pix targets for both) + backward + AdamW step.
+For each configuration it times MONAI in fp32, ours in fp32 and ours under bf16 autocast (MONAI under bf16 is
+tried too and its failure, if any, recorded), and reports images/s, the ratio to MONAI fp32, model GFLOP/s
+(torch.utils.flop_counter on one step, each model's own count: MONAI embeds and encodes nothing less than ours
+would, ours only the visible patches), the fraction of a matmul peak measured in the same run, and peak memory
+(CUDA: max_memory_allocated; CPU: peak resident memory above the pre-step level, sampled every 2 ms).
+
+    python benchmarks/mae_throughput.py --device cpu --quick
+    python benchmarks/mae_throughput.py --device cuda --compile
+
+Writes benchmarks/results/mae_throughput_<device>.json and prints a Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode, register_flop_formula, sdpa_backward_flop_count, sdpa_flop_count
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from selfmae.io import atomic_write_text  # noqa: E402
+from selfmae.models import MAE  # noqa: E402
+from selfmae.models.vit import to_patches  # noqa: E402
+
+CONFIGS = {  # name: (spatial_dims, img, patch, (width, depth, heads), (dec width, depth, heads), batch)
+    "vitb_2d": (2, 224, 16, (768, 12, 12), (256, 8, 8), 8),
+    "vitb_3d": (3, 96, 16, (768, 12, 12), (384, 8, 12), 2),
+    "tiny_2d": (2, 64, 8, (64, 4, 4), (32, 2, 4), 32),
+    "tiny_3d": (3, 32, 8, (64, 4, 4), (32, 2, 4), 8),
+}
+MASK_RATIO = 0.75
+
+try:  # the CPU flash-attention kernel has no FLOP formula in torch.utils.flop_counter: give it the CUDA ones
+    aten = torch.ops.aten
+
+    @register_flop_formula(aten._scaled_dot_product_flash_attention_for_cpu)
+    def _cpu_sdpa(q, k, v, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_flop_count(q, k, v)
+
+    @register_flop_formula(aten._scaled_dot_product_flash_attention_for_cpu_backward)
+    def _cpu_sdpa_backward(grad_out, q, k, v, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_backward_flop_count(grad_out, q, k, v)
+except (AttributeError, RuntimeError):
+    pass
+
+
+def monai_mae(cfg: tuple) -> torch.nn.Module:
+    from monai.networks.nets import MaskedAutoEncoderViT
+
+    dims, img, patch, (d, depth, heads), (dd, ddepth, dheads), _ = cfg
+    # MONAI's sin-cos needs width % 4 (2D) / % 6 (3D); where that fails (tiny widths) it gets learnable embeddings
+    ok = lambda w: w % (2 * dims) == 0  # noqa: E731
+    return MaskedAutoEncoderViT(
+        in_channels=1, img_size=img, patch_size=patch, hidden_size=d, mlp_dim=4 * d, num_layers=depth, num_heads=heads,
+        masking_ratio=MASK_RATIO, decoder_hidden_size=dd, decoder_mlp_dim=4 * dd, decoder_num_layers=ddepth,
+        decoder_num_heads=dheads, pos_embed_type="sincos" if ok(d) else "learnable",
+        decoder_pos_embed_type="sincos" if ok(dd) else "learnable", spatial_dims=dims, qkv_bias=True,
+    )
+
+
+def our_mae(cfg: tuple) -> MAE:
+    dims, img, patch, (d, depth, heads), (dd, ddepth, dheads), _ = cfg
+    return MAE(dims, 1, img, patch, d, depth, heads, decoder_embed_dim=dd, decoder_depth=ddepth,
+               decoder_num_heads=dheads, mask_ratio=MASK_RATIO)
+
+
+def monai_loss(model: torch.nn.Module, x: torch.Tensor, patch: int) -> torch.Tensor:
+    """The same loss as ours (norm_pix MSE on hidden patches) on MONAI's (pred, mask)."""
+    pred, mask = model(x)
+    target = to_patches(x, (patch,) * (x.ndim - 2)).float()
+    var, mean = torch.var_mean(target, dim=-1, keepdim=True)
+    per_patch = (pred.float() - (target - mean) / (var + 1e-6).sqrt()).pow(2).mean(-1)
+    return (per_patch * mask).sum() / mask.sum()
+
+
+class RssSampler:
+    """Peak resident set size above a baseline, sampled from /proc/self/statm in a thread (CPU runs)."""
+
+    def __init__(self) -> None:
+        self.page = os.sysconf("SC_PAGE_SIZE")
+        self.peak = self.base = self.rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def rss(self) -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * self.page
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, self.rss())
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.rss())
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_peak(device: str, dtype: torch.dtype, n: int, iters: int) -> float:
+    """Measured dense matmul throughput (GFLOP/s) at size n, the reference for 'fraction of peak'."""
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(iters):
+        a @ b
+    sync(device)
+    return 2 * n**3 * iters / (time.perf_counter() - t) / 1e9
+
+
+def run_variant(impl: str, precision: str, cfg: tuple, device: str, warmup: int, iters: int, compile_: bool) -> dict:
+    torch.manual_seed(0)
+    dims, img, patch, *_, batch = cfg
+    model = (monai_mae if impl == "monai" else our_mae)(cfg).to(device)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    x = torch.randn(batch, 1, *(img,) * dims, device=device)
+    fwd = model if not compile_ else torch.compile(model)
+    amp = torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+    def step() -> None:
+        with amp:
+            loss = monai_loss(fwd, x, patch) if impl == "monai" else fwd(x)[0]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    out: dict = {"impl": impl + ("+compile" if compile_ else ""), "precision": precision, "batch": batch}
+    try:
+        step()  # first step: also allocates AdamW state, so FLOPs are counted on a steady-state step
+        with FlopCounterMode(display=False) as counter:
+            step()
+        out["gflop_per_step"] = counter.get_total_flops() / 1e9
+        for _ in range(max(warmup - 2, 0)):
+            step()
+        sync(device)
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+        times = []
+        with RssSampler() as rss:
+            for _ in range(iters):
+                t = time.perf_counter()
+                step()
+                sync(device)
+                times.append(time.perf_counter() - t)
+        sec = statistics.median(times)
+        out.update(
+            step_s=sec, step_times=times, images_per_s=batch / sec, gflops=out["gflop_per_step"] / sec,
+            peak_mem_mb=((torch.cuda.max_memory_allocated() - base) if device == "cuda" else rss.peak - rss.base) / 2**20,
+        )
+    except Exception as e:  # MONAI under bf16 autocast, out of memory, ...
+        out["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+    del model, opt
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return out
+
+
+def markdown(results: list[dict], peaks: dict) -> str:
+    rows = ["| config | model | precision | images/s | × MONAI fp32 | GFLOP/step | GFLOP/s | % of matmul peak | peak mem (MiB) |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        if "error" in r:
+            rows.append(f"| {r['config']} | {r['impl']} | {r['precision']} | failed: {r['error'][:80]} | | | | | |")
+            continue
+        peak = peaks["bf16" if r["precision"] == "bf16" else "fp32"]
+        ratio = f"{r['ratio_vs_monai']:.2f}" if r.get("ratio_vs_monai") else "—"
+        rows.append(f"| {r['config']} | {r['impl']} | {r['precision']} | {r['images_per_s']:.2f} | {ratio} | "
+                    f"{r['gflop_per_step']:.1f} | {r['gflops']:.1f} | {100 * r['gflops'] / peak:.1f} | {r['peak_mem_mb']:.0f} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--iters", type=int, default=None, help="timed steps (default 10 on CUDA, 5 on CPU; 3 with --quick)")
+    ap.add_argument("--warmup", type=int, default=None, help="untimed steps, >= 2 (default 5 on CUDA, 2 on CPU)")
+    ap.add_argument("--compile", action="store_true", help="also time ours under torch.compile (CUDA)")
+    ap.add_argument("--quick", action="store_true", help="few iterations; ViT-B under bf16 on CPUs without native bf16 skipped")
+    ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/mae_throughput_<device>.json)")
+    args = ap.parse_args(argv)
+    dev = args.device
+    cuda = dev == "cuda"
+    iters = args.iters or (3 if args.quick else 10 if cuda else 5)
+    warmup = max(args.warmup or (5 if cuda else 2), 2)
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32, for both models
+    n = 8192 if cuda else 1024
+    peaks = {"fp32": matmul_peak(dev, torch.float32, n, 10 if cuda else 3),
+             "bf16": matmul_peak(dev, torch.bfloat16, n, 10 if cuda else 1)}
+    slow_bf16 = peaks["bf16"] < 0.5 * peaks["fp32"]  # CPUs without AVX512-BF16/AMX emulate it
+    load_before = os.getloadavg()
+    results = []
+    for name in args.configs:
+        cfg = CONFIGS[name]
+        variants = [("monai", "fp32", False), ("ours", "fp32", False), ("ours", "bf16", False), ("monai", "bf16", False)]
+        if args.compile and cuda:
+            variants += [("ours", "fp32", True), ("ours", "bf16", True)]
+        base = None
+        for impl, prec, comp in variants:
+            if prec == "bf16" and slow_bf16 and args.quick and name.startswith("vitb"):
+                results.append({"config": name, "impl": impl, "precision": prec,
+                                "error": f"skipped: bf16 matmul here runs at {peaks['bf16']:.1f} GFLOP/s"})
+                continue
+            r = {"config": name, **run_variant(impl, prec, cfg, dev, warmup, iters, comp)}
+            if impl == "monai" and prec == "fp32" and "error" not in r:
+                base = r["images_per_s"]
+            if base and "error" not in r:
+                r["ratio_vs_monai"] = r["images_per_s"] / base
+            if "error" not in r:
+                r["fraction_of_peak"] = r["gflops"] / peaks["bf16" if prec == "bf16" else "fp32"]
+            results.append(r)
+            print(f"{name:8s} {r['impl']:14s} {prec}: " + (r.get("error") or
+                  f"{r['images_per_s']:.2f} img/s, {r['gflops']:.1f} GFLOP/s, x{r.get('ratio_vs_monai', 0):.2f}"), flush=True)
+    import monai
+
+    report = {
+        "device": torch.cuda.get_device_name() if cuda else platform.processor() or platform.machine(),
+        "torch": torch.__version__, "monai": monai.__version__, "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+        "matmul_peak_gflops": peaks, "matmul_peak_size": n, "mask_ratio": MASK_RATIO, "iters": iters, "warmup": warmup,
+        "results": results,
+    }
+    table = markdown(results, peaks)
+    print(f"\nmatmul peak {n}x{n}: fp32 {peaks['fp32']:.1f} GFLOP/s, bf16 {peaks['bf16']:.1f} GFLOP/s; "
+          f"load average before/after {load_before[0]:.2f}/{report['loadavg_after'][0]:.2f} on {os.cpu_count()} CPUs\n")
+    print(table)
+    report["markdown"] = table
+    out = Path(args.out or Path(__file__).parent / "results" / f"mae_throughput_{dev}.json")
+    atomic_write_text(out, json.dumps(report, indent=1))
+    print(f"\nwrote {out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
