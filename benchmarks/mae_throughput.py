@@ -101,6 +101,12 @@ class RssSampler:
         while not self._stop.wait(0.002):
             self.peak = max(self.peak, self.rss())
 
+    def reset(self) -> None:
+        self.peak = self.base = self.rss()
+
+    def read_peak(self) -> int:
+        return max(self.peak, self.rss()) - self.base
+
     def __enter__(self) -> "RssSampler":
         self._thread.start()
         return self
@@ -129,52 +135,76 @@ def matmul_peak(device: str, dtype: torch.dtype, n: int, iters: int) -> float:
     return 2 * n**3 * iters / (time.perf_counter() - t) / 1e9
 
 
-def run_variant(impl: str, precision: str, cfg: tuple, device: str, warmup: int, iters: int, compile_: bool) -> dict:
-    torch.manual_seed(0)
-    dims, img, patch, *_, batch = cfg
-    model = (monai_mae if impl == "monai" else our_mae)(cfg).to(device)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    x = torch.randn(batch, 1, *(img,) * dims, device=device)
-    fwd = model if not compile_ else torch.compile(model)
-    amp = torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16")
+class Variant:
+    """One (implementation, precision) at one configuration: model, optimizer, input and a `step()`."""
 
-    def step() -> None:
-        with amp:
-            loss = monai_loss(fwd, x, patch) if impl == "monai" else fwd(x)[0]
-        opt.zero_grad(set_to_none=True)
+    def __init__(self, impl: str, precision: str, cfg: tuple, device: str, compile_: bool) -> None:
+        torch.manual_seed(0)
+        dims, img, patch, *_, batch = cfg
+        self.device, self.batch, self.times, self.peak = device, batch, [], 0
+        self.info: dict = {"impl": impl + ("+compile" if compile_ else ""), "precision": precision, "batch": batch}
+        self.model = (monai_mae if impl == "monai" else our_mae)(cfg).to(device)
+        self.opt = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=1e-4)
+        self.x = torch.randn(batch, 1, *(img,) * dims, device=device)
+        fwd = torch.compile(self.model) if compile_ else self.model
+        self.loss = (lambda: monai_loss(fwd, self.x, patch)) if impl == "monai" else (lambda: fwd(self.x)[0])
+        self.amp = lambda: torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+    def step(self) -> None:
+        with self.amp():
+            loss = self.loss()
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        self.opt.step()
 
-    out: dict = {"impl": impl + ("+compile" if compile_ else ""), "precision": precision, "batch": batch}
-    try:
-        step()  # first step: also allocates AdamW state, so FLOPs are counted on a steady-state step
+    def prepare(self, warmup: int) -> None:
+        """Warm up (the first step also allocates AdamW state) and count the FLOPs of one steady-state step."""
+        self.step()
         with FlopCounterMode(display=False) as counter:
-            step()
-        out["gflop_per_step"] = counter.get_total_flops() / 1e9
+            self.step()
+        self.info["gflop_per_step"] = counter.get_total_flops() / 1e9
         for _ in range(max(warmup - 2, 0)):
-            step()
-        sync(device)
-        if device == "cuda":
+            self.step()
+
+    def timed_step(self, rss: "RssSampler") -> None:
+        sync(self.device)
+        if self.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
-        times = []
-        with RssSampler() as rss:
-            for _ in range(iters):
-                t = time.perf_counter()
-                step()
-                sync(device)
-                times.append(time.perf_counter() - t)
-        sec = statistics.median(times)
-        out.update(
-            step_s=sec, step_times=times, images_per_s=batch / sec, gflops=out["gflop_per_step"] / sec,
-            peak_mem_mb=((torch.cuda.max_memory_allocated() - base) if device == "cuda" else rss.peak - rss.base) / 2**20,
-        )
-    except Exception as e:  # MONAI under bf16 autocast, out of memory, ...
-        out["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
-    del model, opt
+        rss.reset()
+        t = time.perf_counter()
+        self.step()
+        sync(self.device)
+        self.times.append(time.perf_counter() - t)
+        used = torch.cuda.max_memory_allocated() - base if self.device == "cuda" else rss.read_peak()
+        self.peak = max(self.peak, used)
+
+    def result(self) -> dict:
+        sec = statistics.median(self.times)
+        return {**self.info, "step_s": sec, "step_times": self.times, "images_per_s": self.batch / sec,
+                "gflops": self.info["gflop_per_step"] / sec, "peak_mem_mb": self.peak / 2**20}
+
+
+def run_config(name: str, variants: list[tuple], device: str, warmup: int, iters: int) -> list[dict]:
+    """Time the variants of one configuration round-robin, step by step, so that a change in machine load
+    (other processes on a shared CPU) hits all of them alike; each step's time and memory are its own."""
+    live, results = [], []
+    for impl, prec, comp in variants:
+        try:
+            v = Variant(impl, prec, CONFIGS[name], device, comp)
+            v.prepare(warmup)
+            live.append(v)
+        except Exception as e:  # MONAI under bf16 autocast, out of memory, ...
+            results.append({"impl": impl, "precision": prec, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"})
+    with RssSampler() as rss:
+        for _ in range(iters):
+            for v in live:
+                v.timed_step(rss)
+    results = [v.result() for v in live] + results
+    del live
     if device == "cuda":
         torch.cuda.empty_cache()
-    return out
+    return [{"config": name, **r} for r in results]
 
 
 def markdown(results: list[dict], peaks: dict) -> str:
@@ -198,7 +228,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--iters", type=int, default=None, help="timed steps (default 10 on CUDA, 5 on CPU; 3 with --quick)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps, >= 2 (default 5 on CUDA, 2 on CPU)")
     ap.add_argument("--compile", action="store_true", help="also time ours under torch.compile (CUDA)")
-    ap.add_argument("--quick", action="store_true", help="few iterations; ViT-B under bf16 on CPUs without native bf16 skipped")
+    ap.add_argument("--quick", action="store_true", help="3 timed iterations")
+    ap.add_argument("--force-bf16", action="store_true", help="run ViT-B under bf16 even where bf16 matmuls are slow")
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/mae_throughput_<device>.json)")
     args = ap.parse_args(argv)
     dev = args.device
@@ -214,26 +245,22 @@ def main(argv: list[str] | None = None) -> dict:
     load_before = os.getloadavg()
     results = []
     for name in args.configs:
-        cfg = CONFIGS[name]
         variants = [("monai", "fp32", False), ("ours", "fp32", False), ("ours", "bf16", False), ("monai", "bf16", False)]
         if args.compile and cuda:
             variants += [("ours", "fp32", True), ("ours", "bf16", True)]
-        base = None
-        for impl, prec, comp in variants:
-            if prec == "bf16" and slow_bf16 and args.quick and name.startswith("vitb"):
-                results.append({"config": name, "impl": impl, "precision": prec,
-                                "error": f"skipped: bf16 matmul here runs at {peaks['bf16']:.1f} GFLOP/s"})
-                continue
-            r = {"config": name, **run_variant(impl, prec, cfg, dev, warmup, iters, comp)}
-            if impl == "monai" and prec == "fp32" and "error" not in r:
-                base = r["images_per_s"]
-            if base and "error" not in r:
-                r["ratio_vs_monai"] = r["images_per_s"] / base
+        if slow_bf16 and name.startswith("vitb") and not args.force_bf16:
+            variants = [v for v in variants if v[1] != "bf16"]
+            results.append({"config": name, "impl": "ours", "precision": "bf16",
+                            "error": f"skipped: bf16 matmul here runs at {peaks['bf16']:.1f} GFLOP/s (--force-bf16)"})
+        rows = run_config(name, variants, dev, warmup, iters)
+        base = next((r["images_per_s"] for r in rows if r["impl"] == "monai" and r["precision"] == "fp32" and "error" not in r), None)
+        for r in rows:
             if "error" not in r:
-                r["fraction_of_peak"] = r["gflops"] / peaks["bf16" if prec == "bf16" else "fp32"]
-            results.append(r)
-            print(f"{name:8s} {r['impl']:14s} {prec}: " + (r.get("error") or
-                  f"{r['images_per_s']:.2f} img/s, {r['gflops']:.1f} GFLOP/s, x{r.get('ratio_vs_monai', 0):.2f}"), flush=True)
+                r["ratio_vs_monai"] = r["images_per_s"] / base if base else None
+                r["fraction_of_peak"] = r["gflops"] / peaks["bf16" if r["precision"] == "bf16" else "fp32"]
+            print(f"{name:8s} {r['impl']:14s} {r['precision']}: " + (r.get("error") or
+                  f"{r['images_per_s']:.2f} img/s, {r['gflops']:.1f} GFLOP/s, x{r['ratio_vs_monai'] or 0:.2f}"), flush=True)
+        results += rows
     import monai
 
     report = {

@@ -773,10 +773,11 @@ def _source_label(source: str | Path) -> str:
 
 def explorer_widget(source: str | Path = "sample:pneumoniamnist", checkpoint: str | Path = UNTRAINED,
                     runs_dir: str | Path | None = None, profile: str = "tiny", mask_ratio: float = 0.75,
-                    seed: int = 0) -> ExplorerWidget:
+                    seed: int = 0, threads: int | None = 1) -> ExplorerWidget:
     """The explorer for JupyterLab: image / model / mask-ratio / seed / slice controls, five panels, the error
     curve button. Checkpoints are discovered under runs_dir (default runs/<profile>)."""
-    core = MaskExplorer(source, checkpoint, mask_ratio=mask_ratio, seed=seed, profile=profile, runs_dir=runs_dir)
+    core = MaskExplorer(source, checkpoint, mask_ratio=mask_ratio, seed=seed, profile=profile, runs_dir=runs_dir,
+                        threads=threads)
     return ExplorerWidget(core, discover_checkpoints(core.runs_dir))
 
 

@@ -427,3 +427,16 @@ def transfer_encoder(mae: NnFormerMAE, segmenter: NnFormer, strict: bool = True)
     if strict and (report.missing or report.unexpected):
         raise ValueError(f"encoder transfer mismatch: missing {report.missing}, unexpected {report.unexpected}")
     return report
+
+
+def build_nnformer(model_cfg: dict, data_cfg: dict) -> nn.Module:
+    """nnFormer (name "nnformer") or its MAE ("nnformer_mae") from the config sections; input size = data roi_size."""
+    common = dict(in_channels=int(data_cfg["in_channels"]), img_size=tuple(data_cfg["roi_size"]),
+                  patch_size=tuple(model_cfg["patch_size"]), embed_dim=int(model_cfg["embed_dim"]),
+                  depths=tuple(model_cfg["depths"]), num_heads=tuple(model_cfg["num_heads"]),
+                  window_sizes=tuple(model_cfg["window_sizes"]), drop_path=float(model_cfg.get("drop_path", 0.0)))
+    if model_cfg["name"] == "nnformer_mae":
+        return NnFormerMAE(**common, mask_ratio=float(model_cfg.get("mask_ratio", 0.75)),
+                           norm_pix_loss=bool(model_cfg.get("norm_pix_loss", True)))
+    return NnFormer(**common, out_channels=int(model_cfg["out_channels"]),
+                    deep_supervision=bool(model_cfg.get("deep_supervision", False)))
