@@ -27,7 +27,7 @@ from selfmae.repro import REPO_ROOT
 BUDGET_S = 0.5
 # (case name, source, which slider moves, torch threads for the model: 1 = the explorer's default)
 CASES = (
-    ("2D PneumoniaMNIST, 32 px, 64 patches: mask-ratio slider", "sample:pneumoniamnist", "ratio", 1),
+    ("2D PneumoniaMNIST, 24 px, 36 patches: mask-ratio slider", "sample:pneumoniamnist", "ratio", 1),
     ("2D ChestX-ray14 radiograph, 64 px, 64 patches: mask-ratio slider", "sample:cxr14", "ratio", 1),
     ("2D PneumoniaMNIST: mask-seed box", "sample:pneumoniamnist", "seed", 1),
     ("3D abdominal CT, 32^3 crop, 64 cubes of 8^3: mask-ratio slider", "sample:ct", "ratio", 1),

@@ -19,7 +19,7 @@ seeds = [0, 1, 2]
 device = "auto"
 max_steps = None
 overrides = {}
-image = "sample:pneumoniamnist"   # sample:pneumoniamnist | sample:cxr14 | sample:ct | phantom:cxr14 | phantom:btcv | a path
+image = "sample:pneumoniamnist"   # sample:pneumoniamnist|cxr14|ct, phantom:cxr14|btcv, or a file path
 volume = "sample:ct"              # the 3D example
 
 # %%
@@ -49,11 +49,18 @@ for label, path in checkpoints.items():
 # 5. **|error|** — the absolute difference to the original on the hidden patches. Below the panels: how many patches
 #    are hidden and the mean squared error over them (the *masked-patch MSE*, the quantity MAE minimises).
 #
-# Move the **mask ratio** slider: the count of hidden patches follows it (25 % of 64 patches is 16). Change the
+# Move the **mask ratio** slider: the count of hidden patches follows it (25 % of 36 patches is 9). Change the
 # **mask seed** to hide a different random set at the same ratio. For a volume, **slice** and **axis** move through
 # the 3D reconstruction (the model runs once on the whole 32³ crop; slicing is free). Try the models: *untrained*
-# is a network with random weights — its reconstruction is a blur of noise, which is what "learnt nothing" looks
-# like — and each MAE checkpoint found under `runs/` was pre-trained at the mask ratio its name says.
+# is a network with random weights, and each MAE checkpoint found under `runs/` was pre-trained at the mask ratio
+# its name says.
+#
+# One detail explains what the untrained model shows. The MAE regresses *normalised* pixels (`norm_pix_loss`, the
+# MAE default): for each hidden patch it predicts the pattern, with the patch's own mean and contrast taken out. To
+# draw a picture, the true patch's mean and standard deviation are put back (as in the MAE authors' demo), so the
+# brightness of every hidden patch is borrowed from the original. A model that learnt nothing therefore draws a
+# noisy mosaic of squares at roughly the right grey levels; a trained one draws edges, ribs and organ outlines
+# *inside* the squares. The masked-patch MSE measures how wrong those insides are.
 
 # %%
 ui = explorer_widget(image, runs_dir=ctx.runs, profile=profile)

@@ -57,8 +57,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 VOLUME_SUFFIXES = (".nii", ".nii.gz")
 ARRAY_SUFFIXES = (".npy", ".npz")
 PANELS = ("original", "masked", "recon", "pasted", "error")
-PANEL_TITLES = {"original": "original", "masked": "masked input (hidden = blue)", "recon": "reconstruction",
-                "pasted": "reconstruction + visible pasted", "error": "|error| (hidden patches)"}
+PANEL_TITLES = {"original": "original", "masked": "masked input", "recon": "reconstruction",
+                "pasted": "+ visible pasted", "error": "|error| (hidden)"}
 DEFAULT_RATIOS = tuple(round(r / 100, 2) for r in range(5, 100, 5))
 AXES = {"sagittal (x)": 0, "coronal (y)": 1, "axial (z)": 2}
 
@@ -316,7 +316,8 @@ def build_explorer_model(checkpoint: str | Path, image: LoadedImage, profile: st
     except CheckpointError as err:
         raise ExplorerError(str(err)) from None
     model.load_state_dict(state["model"])
-    return ModelEntry(model.eval(), cfg, str(path))
+    run = path.parent.parent if path.parent.name == "pretrain" else path.parent   # ablation_*/mask*/pretrain
+    return ModelEntry(model.eval(), cfg, f"{run.name} (MAE, mask {100 * float(cfg['model']['mask_ratio']):g} %)")
 
 
 # ------------------------------------------------------------------------------------------------- core -------
@@ -336,7 +337,7 @@ class ExplorerView:
 
     def summary(self) -> str:
         where = "" if self.slice_index is None else f" · slice {self.slice_index} on axis {self.axis}"
-        return (f"{self.n_hidden} of {self.n_patches} patches hidden ({100 * self.mask_ratio:.0f} %), "
+        return (f"{self.n_hidden} of {self.n_patches} patches hidden ({round(100 * self.mask_ratio, 1):g} %), "
                 f"mask seed {self.seed}{where} · masked-patch MSE {self.mse:.4f}")
 
 
@@ -508,7 +509,7 @@ class MaskExplorer:
                 for ratio in ratios:
                     for seed in seeds:
                         mse = float(self._run(x, float(ratio), int(seed))["mse"][0])
-                        rows.append({"model": _short_label(entry.label), "mask ratio (%)": 100 * float(ratio),
+                        rows.append({"model": entry.label, "mask ratio (%)": 100 * float(ratio),
                                      "seed": int(seed), "MSE": mse})
             finally:
                 self.entry = current
@@ -520,13 +521,10 @@ class MaskExplorer:
 
         df = self.error_vs_ratio() if df is None else df
         fig = plot_metric_lines(df, x="mask ratio (%)", y="MSE", hue="model", xlabel="mask ratio (% of patches hidden)",
-                                ylabel="MSE on hidden patches", title=title or f"{self.image.name}: error vs mask ratio")
+                                ylabel="MSE on hidden patches",
+                                title=title or f"{self.image.name}: error vs mask ratio")
         fig.axes[0].axvline(100 * self.mask_ratio, ls="--", color="0.6", lw=1)
         return fig
-
-
-def _short_label(label: str) -> str:
-    return label.split(" · ")[0] if " · " in label else Path(label).parent.name if label.endswith(".pt") else label
 
 
 # ---------------------------------------------------------------------------------------------- drawing -------
@@ -581,7 +579,7 @@ def plot_view(view: ExplorerView, title: str = ""):
     from selfmae.viz import plot_reconstructions
 
     fig = plot_reconstructions({title or "": view.images}, columns=PANELS)
-    fig.suptitle(view.summary(), fontsize=9, y=1.02)
+    fig.suptitle(view.summary(), fontsize=9, y=1.1)
     return fig
 
 
@@ -609,7 +607,7 @@ class ExplorerWidget:
         self.checkpoint_path = W.Text(placeholder="or a checkpoint file: runs/.../last.pt", description="checkpoint",
                                       continuous_update=False, layout=W.Layout(width="420px"))
         self.ratio = W.IntSlider(value=round(100 * core.mask_ratio), min=5, max=95, step=5,
-                                 description="mask ratio %", continuous_update=True, layout=W.Layout(width="420px"))
+                                 description="mask ratio (%)", continuous_update=True, layout=W.Layout(width="420px"))
         self.seed = W.BoundedIntText(value=core.seed, min=0, max=10**6, description="mask seed",
                                      layout=W.Layout(width="180px"))
         self.slice = W.IntSlider(value=0, min=0, max=1, description="slice", continuous_update=True,
@@ -618,12 +616,16 @@ class ExplorerWidget:
                                layout=W.Layout(width="240px"))
         self.plot_button = W.Button(description="plot error vs mask ratio", icon="line-chart",
                                     layout=W.Layout(width="240px"))
-        self.status = W.HTML()
+        self.status = W.HTML(layout=W.Layout(margin="6px 0 2px 0"))
         self.message = W.HTML()
         self.images = {name: W.Image(format="png", layout=W.Layout(width="180px", height="180px"))
                        for name in PANELS}
         self.curve = W.Output()
-        panels = [W.VBox([W.HTML(f"<b>{PANEL_TITLES[n]}</b>"), self.images[n]]) for n in PANELS]
+        panels = [W.VBox([W.HTML(f"<b>{PANEL_TITLES[n]}</b>"), self.images[n]], layout=W.Layout(width="190px"))
+                  for n in PANELS]
+        for control in (self.source, self.path, self.index, self.checkpoint, self.checkpoint_path, self.ratio,
+                        self.seed, self.slice, self.axis):
+            control.style.description_width = "105px"
         self.volume_controls = W.HBox([self.slice, self.axis])
         self.box = W.VBox([
             W.HBox([W.VBox([self.source, self.path, self.index]), W.VBox([self.checkpoint, self.checkpoint_path])]),
@@ -633,15 +635,12 @@ class ExplorerWidget:
         self.box.add_class("selfmae-explorer")
         self._sync_controls()
         self.refresh()
-        self.ratio.observe(self._guard(self.on_ratio), "value")
-        self.seed.observe(self._guard(self.on_seed), "value")
-        self.slice.observe(self._guard(self.on_slice), "value")
-        self.axis.observe(self._guard(self.on_axis), "value")
-        self.source.observe(self._guard(self.on_source), "value")
-        self.path.observe(self._guard(self.on_path), "value")
-        self.index.observe(self._guard(self.on_index), "value")
-        self.checkpoint.observe(self._guard(self.on_checkpoint), "value")
-        self.checkpoint_path.observe(self._guard(self.on_checkpoint_path), "value")
+        callbacks = {self.ratio: self.on_ratio, self.seed: self.on_seed, self.slice: self.on_slice,
+                     self.axis: self.on_axis, self.source: self.on_source, self.path: self.on_path,
+                     self.index: self.on_index, self.checkpoint: self.on_checkpoint,
+                     self.checkpoint_path: self.on_checkpoint_path}
+        for control, callback in callbacks.items():
+            control.observe(self._guard(callback), "value")
         self.plot_button.on_click(self._guard(self.on_plot))
 
     # -- plumbing ---------------------------------------------------------------------------------------------
@@ -654,7 +653,8 @@ class ExplorerWidget:
                 self.message.value = ""
                 callback(*args)
             except Exception as err:  # shown, not raised: the widget must keep working
-                text = str(err) if isinstance(err, (ExplorerError, FileNotFoundError)) else f"{type(err).__name__}: {err}"
+                known = isinstance(err, (ExplorerError, FileNotFoundError))
+                text = str(err) if known else f"{type(err).__name__}: {err}"
                 self.message.value = f"<span style='color:#b00020'>⚠ {_escape(text)}</span>"
         return run
 
@@ -689,7 +689,8 @@ class ExplorerWidget:
         for name, png in render_panels(view).items():
             self.images[name].value = png
         self.status.value = (f"<span class='selfmae-status'>{_escape(self.core.image.name)} · "
-                             f"{_escape(self.core.entry.label)}<br><b>{_escape(view.summary())}</b></span>")
+                             f"{_escape(self.core.entry.label)} · hidden patches in blue"
+                             f"<br><b>{_escape(view.summary())}</b></span>")
         self.view = view
         return view
 
@@ -782,7 +783,7 @@ def explorer_widget(source: str | Path = "sample:pneumoniamnist", checkpoint: st
 
 
 # ------------------------------------------------------------------------------------------ quickstart --------
-def quickstart_table(results: Mapping[str, Sequence[Mapping[str, float]]], metric: str = "mauc",
+def quickstart_table(results: Mapping[str, Sequence[Mapping[str, float]]], metric: str = "mAUC",
                      labels: Mapping[str, str] | None = None, scale: float = 100.0):
     """Scratch vs MAE (or any methods) on one dataset: mean ± 95 % CI over seeds and the per-seed values.
 
@@ -790,16 +791,13 @@ def quickstart_table(results: Mapping[str, Sequence[Mapping[str, float]]], metri
     """
     import pandas as pd
 
-    from selfmae.report import format_ci, mean_ci
+    from selfmae.report import format_ci
 
     rows = []
     for method, runs in results.items():
         values = [float(r[metric]) for r in runs if r.get(metric) is not None]
-        mean, half, n = mean_ci([v * scale for v in values])
-        rows.append({"method": (labels or {}).get(method, method), "seeds": n,
-                     f"{metric.upper()} (%)": format_ci(values, scale=scale),
-                     "95% CI low": round(mean - half, 2) if n > 1 else float("nan"),
-                     "95% CI high": round(mean + half, 2) if n > 1 else float("nan"),
+        rows.append({"method": (labels or {}).get(method, method), "seeds": len(values),
+                     f"{metric} (%)": format_ci(values, scale=scale),
                      "per seed": ", ".join(f"{scale * v:.2f}" for v in values)})
     return pd.DataFrame(rows)
 

@@ -45,7 +45,7 @@ def ui3(runs):
 
 def test_hidden_patches_follow_the_slider(ui):
     n = ui.view.n_patches
-    assert n == ui.core.n_patches == (32 // 4) ** 2
+    assert n == ui.core.n_patches == (24 // 4) ** 2   # tiny pretrain_medmnist: 24 px crop, 4 px patches
     ui.ratio.value = 25
     assert ui.core.mask_ratio == 0.25
     assert ui.view.n_hidden == round(0.25 * n)
@@ -179,10 +179,10 @@ def test_png_and_folder_sources():
 
 
 def test_quickstart_helpers(tmp_path):
-    results = {"scratch": [{"mauc": 0.80}, {"mauc": 0.82}, {"mauc": 0.84}], "mae": [{"mauc": 0.9}]}
+    results = {"scratch": [{"mAUC": 0.80}, {"mAUC": 0.82}, {"mAUC": 0.84}], "mae": [{"mAUC": 0.9}]}
     table = quickstart_table(results, labels={"scratch": "from scratch"})
     assert list(table["method"]) == ["from scratch", "mae"]
-    assert table.loc[0, "MAUC (%)"].startswith("82.00 ± ") and table.loc[1, "MAUC (%)"] == "90.00 (n=1)"
+    assert table.loc[0, "mAUC (%)"].startswith("82.00 ± ") and table.loc[1, "mAUC (%)"] == "90.00 (n=1)"
     assert medmnist_source("").endswith("pneumoniamnist_subset.npz")
     (tmp_path / "medmnist").mkdir()
     (tmp_path / "medmnist" / "x.npz").write_bytes(b"")

@@ -48,6 +48,7 @@ def test_shapes_of_every_model(dims):
 
 
 def test_unetr_patch16_matches_monai_layout():
+    pytest.importorskip("einops")  # MONAI's ViT blocks need it
     from monai.networks.nets import UNETR as MonaiUNETR
 
     ours = UNETR(2, 1, 3, 64, patch_size=16, embed_dim=48, depth=12, num_heads=4, feature_size=4)
@@ -244,14 +245,14 @@ def test_bf16_autocast_forward_backward(dims):
 
 
 def test_bf16_training_curve_follows_fp32():
-    x = image(2, batch=4)[..., :32, :32]
+    x = image(2, batch=2)[..., :32, :32]
 
     def curve(bf16: bool) -> list[float]:
         torch.manual_seed(1)
         mae = MAE(2, 1, 32, 8, embed_dim=32, depth=2, num_heads=4, **DEC)
         opt = torch.optim.AdamW(param_groups(mae, 0.05), lr=2e-3)
         losses = []
-        for step in range(30):
+        for step in range(20):
             torch.manual_seed(100 + step)  # the same masks in both runs
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 loss = mae(x)[0]
@@ -261,7 +262,12 @@ def test_bf16_training_curve_follows_fp32():
             losses.append(loss.item())
         return losses
 
-    fp32, bf16 = curve(False), curve(True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny ops: one thread is faster than two contending ones on a shared CPU
+    try:
+        fp32, bf16 = curve(False), curve(True)
+    finally:
+        torch.set_num_threads(threads)
     assert sum(fp32[-5:]) < 0.8 * sum(fp32[:5]) and sum(bf16[-5:]) < 0.8 * sum(bf16[:5])
     assert max(abs(a - b) for a, b in zip(fp32, bf16)) < 0.1 * max(fp32)
     assert math.isfinite(sum(bf16))
