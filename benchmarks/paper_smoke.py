@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 
 from selfmae.config import load_config
-from selfmae.experiments import INIT_KEYS
 from selfmae.io import atomic_write_text
 from selfmae.models import build_model
 from selfmae.repro import hardware_summary, run_metadata
@@ -59,7 +58,7 @@ def loss_of(cfg: dict, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor 
 
 def measure(experiment: str, profile: str, device: torch.device, steps: int, compile_model: bool) -> dict:
     cfg = load_config(experiment, profile)
-    model = build_model({k: v for k, v in cfg["model"].items() if k not in INIT_KEYS}, cfg["data"]).to(device)
+    model = build_model(dict(cfg["model"], pretrained=None), cfg["data"]).to(device)
     if compile_model:
         model = torch.compile(model)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["train"]["lr"], betas=tuple(cfg["train"]["betas"]))
@@ -86,7 +85,7 @@ def measure(experiment: str, profile: str, device: torch.device, steps: int, com
             "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
             "s_per_step": round(sec, 4), "samples_per_s": round(x.shape[0] / sec, 2),
             "peak_mem_GiB": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.type == "cuda" else None,
-            "loss": round(float(loss), 4), "finite": bool(torch.isfinite(loss))}
+            "loss": round(float(loss.detach()), 4), "finite": bool(torch.isfinite(loss.detach()))}
 
 
 def main() -> None:

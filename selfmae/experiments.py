@@ -24,8 +24,6 @@ from selfmae.repro import REPO_ROOT, seed_everything
 
 SYNTHETIC_ROOT = REPO_ROOT / "data" / "synthetic"
 MEDMNIST_SAMPLE = REPO_ROOT / "tests" / "data" / "medmnist" / "pneumoniamnist_subset.npz"
-# keys of the model section that choose the initialisation rather than the architecture
-INIT_KEYS = ("init", "pretrained")
 
 
 # ----------------------------------------------------------------------------------------------- data ---------
@@ -82,17 +80,14 @@ def label_subset(dataset: Dataset, fraction: float, seed: int) -> Subset:
 def build_model_for(cfg: Mapping) -> torch.nn.Module:
     """Model from the config, initialised as `model.init` says (scratch | mae | imagenet), the load reported."""
     from selfmae.models import build_model
-    from selfmae.models.transfer import load_pretrained_encoder
 
-    model_cfg = {k: v for k, v in cfg["model"].items() if k not in INIT_KEYS}
-    model = build_model(model_cfg, cfg["data"])
-    init = cfg["model"].get("init", "scratch")
-    if init != "scratch":
-        path = cfg["model"].get("pretrained")
-        if not path or not Path(path).is_file():
-            raise FileNotFoundError(f"model.init={init} needs model.pretrained to name a checkpoint file; got {path!r}")
-        report = load_pretrained_encoder(model, path, source=init)
-        print(f"loaded {init} weights from {path}: {report}")
+    init, path = cfg["model"].get("init", "scratch"), cfg["model"].get("pretrained")
+    if init == "scratch":
+        return build_model(dict(cfg["model"], pretrained=None), cfg["data"])
+    if not path or not Path(path).is_file():
+        raise FileNotFoundError(f"model.init={init} needs model.pretrained to name a checkpoint file; got {path!r}")
+    model = build_model(cfg["model"], cfg["data"])
+    print(f"loaded {init} weights from {path}: {model.load_report}")
     return model
 
 

@@ -59,8 +59,13 @@ def build_model(model_cfg: dict, data_cfg: dict) -> nn.Module:
     it is loaded with `load_pretrained_encoder(source=model_cfg["init"])` and the report kept as `.load_report`.
     """
     name = model_cfg.get("name")
-    if name in OTHER_MODELS:
-        return _build_other(name, model_cfg, data_cfg)
+    model = _build_other(name, model_cfg, data_cfg) if name in OTHER_MODELS else _build_vit(name, model_cfg, data_cfg)
+    if model_cfg.get("pretrained"):
+        model.load_report = load_pretrained_encoder(model, model_cfg["pretrained"], source=model_cfg.get("init") or "mae")
+    return model
+
+
+def _build_vit(name: str, model_cfg: dict, data_cfg: dict) -> nn.Module:
     if name not in VIT_MODELS:
         raise ValueError(f"model.name must be one of {VIT_MODELS + OTHER_MODELS}, got {name!r}.")
     common: dict[str, Any] = dict(
@@ -89,8 +94,6 @@ def build_model(model_cfg: dict, data_cfg: dict) -> nn.Module:
         model = UNETR(**common, out_channels=_out_channels(model_cfg, data_cfg),
                       drop_path=float(model_cfg.get("drop_path", 0.1)),
                       feature_size=int(model_cfg.get("feature_size", 16)), skip_layers=model_cfg.get("skip_layers"))
-    if model_cfg.get("pretrained"):
-        model.load_report = load_pretrained_encoder(model, model_cfg["pretrained"], source=model_cfg.get("init") or "mae")
     return model
 
 

@@ -110,12 +110,13 @@ def adapt_patch_weight(weight: torch.Tensor, target_shape: torch.Size | tuple[in
     return weight.contiguous(), ", ".join(notes)
 
 
-def _encoder_of(model: nn.Module) -> tuple[ViT, str]:
+def _encoder_of(model: nn.Module) -> tuple[nn.Module, str]:
+    """The encoder whose weights transfer: a bare ViT, or any model's `.encoder` (our ViT models, nnFormer)."""
     if isinstance(model, ViT):
         return model, ""
-    if isinstance(getattr(model, "encoder", None), ViT):
+    if isinstance(getattr(model, "encoder", None), nn.Module):
         return model.encoder, "encoder."
-    raise TypeError(f"{type(model).__name__} has no ViT encoder (a ViT or a model with a ViT `.encoder`).")
+    raise TypeError(f"{type(model).__name__} has no encoder (a ViT, or a model with an `.encoder`).")
 
 
 def _grid_of(num_tokens: int, like: tuple[int, ...], spatial_dims: int) -> tuple[int, ...]:
