@@ -140,11 +140,13 @@ def reproduce(profile: str = "tiny", data_dir: str | Path | None = None, only: l
 # (notebook prefix, experiment config, number of runs). Keep in step with the notebooks.
 PLAN = [
     ("02", "pretrain_cxr14", 1), ("03", "pretrain_btcv", 1), ("04", "pretrain_brats", 1),
-    ("05", "finetune_cxr14", 3 * 4),      # scratch, scratch 4x longer (counted as 4), ImageNet, MAE
-    ("06", "finetune_btcv", 3 * 3), ("07", "finetune_brats", 3 * 3),
-    ("08", "pretrain_btcv", 5 + 4), ("08", "finetune_btcv", 3 * 6),
-    ("08", "pretrain_brats", 5 + 6), ("08", "finetune_brats", 3 * 7),
-    ("10", "pretrain_nnformer_btcv", 1), ("10", "finetune_nnformer_btcv", 3 * (4 + 2 * 4)),
+    ("05", "finetune_cxr14", 3 * (1 + 4 + 1 + 1)),   # scratch, scratch 4x longer (counts 4), ImageNet, MAE; 3 seeds
+    ("06", "finetune_btcv", 3 * 3), ("07", "finetune_brats", 2 * 3 * 3),   # 07: both ET conventions
+    ("08", "pretrain_btcv", 4 + 4), ("08", "finetune_btcv", 3 * 5),        # 4 new ratios + 4x length; 12.5 % reused
+    ("08", "pretrain_brats", 4 + 2 + 4), ("08", "finetune_brats", 3 * 6),  # 4 new ratios + 2x + 4x lengths
+    ("10", "pretrain_nnformer_btcv", 1), ("10", "finetune_nnformer_btcv", 3 * 2 * (1 + 0.1 + 0.25 + 0.5)),
+    ("10", "finetune_swinunetr_btcv", 3),
+    ("12", "pretrain_medmnist", 1), ("12", "finetune_medmnist", 3 * 2),
 ]
 # training-set sizes of the real datasets (samples per epoch before crops)
 TRAIN_SIZES = {"cxr14": 77_871, "btcv": 18, "brats": 387, "medmnist": 4_708}
@@ -180,7 +182,7 @@ def plan(profile: str, notebooks: list[Path]) -> str:
         sec = steps.get(experiment)
         hours = runs * iters * sec / 3600 if sec else float("nan")
         total += 0 if math.isnan(hours) else hours
-        lines.append(f"{stems[prefix]:28s} {experiment:26s} {runs:5d} {iters:10d} "
+        lines.append(f"{stems[prefix]:28s} {experiment:26s} {runs:5.1f} {iters:10d} "
                      f"{(f'{sec:.3f}' if sec else 'n/a'):>8s} {hours:8.1f}")
     lines += ["", f"total ≈ {total:.1f} GPU-hours (training only; evaluation and data caching add a little)"]
     return "\n".join(lines)

@@ -131,11 +131,18 @@ class MAE(nn.Module):
     def reconstruct(self, x: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """Images for figures, each shaped like x (fp32).
 
-        masked: the input with hidden patches zeroed; recon: the prediction for every patch (with norm_pix_loss
-        de-normalised with each true patch's mean/std, as the MAE demo does); pasted: visible input + predicted
-        hidden patches; error: |pasted - x| (zero on visible patches).
+        masked: the input with hidden patches zeroed; recon: the prediction for every patch; pasted: visible input
+        + predicted hidden patches; error: |pasted - x| (zero on visible patches).
+        With norm_pix_loss the prediction is in per-patch normalised units. Visible patches are de-normalised with
+        their own mean/std; hidden ones with the average mean/std of the visible patches of the same image, so
+        the figure never leaks statistics of what was hidden.
         """
         _, mean, std = self.target(x)
+        hid = mask.bool().unsqueeze(-1)                                   # (B, N, 1)
+        vis = (~hid).float()
+        n_vis = vis.sum(1, keepdim=True).clamp_min(1.0)
+        mean = torch.where(hid, (mean * vis).sum(1, keepdim=True) / n_vis, mean)
+        std = torch.where(hid, (std * vis).sum(1, keepdim=True) / n_vis, std)
         recon = self.unpatchify(pred.float() * std + mean)
         hidden = self.unpatchify(mask.float().unsqueeze(-1).expand(-1, -1, pred.shape[-1]))
         x = x.float()
