@@ -21,7 +21,8 @@ seeds = [0, 1, 2]
 device = "auto"
 max_steps = None
 overrides = {}
-imagenet_weights = ""   # a timm-style ViT-B/16 state dict (.pth); "" = skip the ImageNet row
+# a timm-style ViT-B/16 state dict (.pth); "" = skip the ImageNet row
+imagenet_weights = ""
 
 # %%
 from pathlib import Path

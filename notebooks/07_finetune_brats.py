@@ -19,7 +19,8 @@ seeds = [0, 1, 2]
 device = "auto"
 max_steps = None
 overrides = {}
-imagenet_weights = ""   # a timm-style ViT-B/16 state dict (.pth), inflated to 3D with 4 input channels
+# a timm-style ViT-B/16 state dict (.pth), inflated to 3D with 4 input channels
+imagenet_weights = ""
 
 # %%
 from pathlib import Path

@@ -126,8 +126,13 @@ def make_task(cfg: Mapping):
 
 
 # ------------------------------------------------------------------------------------------- the stages -------
-def default_run_dir(cfg: Mapping, name: str | None = None) -> Path:
-    return REPO_ROOT / "runs" / cfg["profile"] / cfg["experiment"] / (name or f"seed{cfg['train']['seed']}")
+def default_run_dir(cfg: Mapping) -> Path:
+    """Where the notebooks put this run: runs/<profile>/<experiment> for pre-training,
+    runs/<profile>/<experiment>/<init>/seed<N> for fine-tuning (the CLI uses the same places)."""
+    root = REPO_ROOT / "runs" / cfg["profile"] / cfg["experiment"]
+    if cfg["task"] == "pretrain":
+        return root
+    return root / cfg["model"].get("init", "scratch") / f"seed{cfg['train']['seed']}"
 
 
 def run_training(cfg: Mapping, out_dir: str | Path | None = None, force: bool = False,
