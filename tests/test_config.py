@@ -20,8 +20,8 @@ def test_every_experiment_resolves_in_both_profiles():
 
 def _numbers_only(a, b, path=""):
     """Yield the dotted keys where a and b differ in something other than a number (or list of numbers)."""
-    def is_num(v):
-        return isinstance(v, (int, float)) and not isinstance(v, bool) or (
+    def is_num(v):  # None counts: it is the "no limit" value of numeric settings such as train.max_steps
+        return v is None or isinstance(v, (int, float)) and not isinstance(v, bool) or (
             isinstance(v, list) and all(isinstance(x, (int, float)) for x in v))
     assert set(a) == set(b), path
     for key in a:

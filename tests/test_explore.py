@@ -149,14 +149,15 @@ def test_missing_file_message():
 def test_volume_slice_and_axis(ui3):
     core = ui3.core
     assert core.image.spatial_dims == 3 and ui3.volume_controls.layout.display == ""
-    assert core.x.shape[2:] == (32, 32, 32) and ui3.view.n_patches == 64
-    assert ui3.slice.max == 31 and ui3.slice.value == 16
+    side = core.x.shape[-1]                      # the tiny 3D MAE's crop (pretrain_btcv tiny: 16^3, 4^3 patches)
+    assert core.x.shape[2:] == (side,) * 3 and ui3.view.n_patches == 64
+    assert ui3.slice.max == side - 1 and ui3.slice.value == side // 2
     before = ui3.images["original"].value
-    ui3.slice.value = 8
-    assert ui3.view.slice_index == 8 and ui3.view.seconds == 0.0   # slicing reuses the forward pass
+    ui3.slice.value = side // 4
+    assert ui3.view.slice_index == side // 4 and ui3.view.seconds == 0.0   # slicing reuses the forward pass
     assert ui3.images["original"].value != before
     ui3.axis.value = 0
-    assert ui3.view.axis == 0 and ui3.slice.value == 16
+    assert ui3.view.axis == 0 and ui3.slice.value == side // 2
     ui3.ratio.value = 25
     assert ui3.view.n_hidden == 16 and ui3.view.seconds > 0
     # only 2D checkpoints exist: the 3D explorer offers 'untrained' alone
