@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset, Subset
 
-from selfmae.config import load_config, save_run_record
+from selfmae.config import config_hash, load_config, save_run_record
 from selfmae.io import atomic_write_text
 from selfmae.repro import REPO_ROOT, seed_everything
 
@@ -164,7 +164,10 @@ def run_finetune(cfg: Mapping, out_dir: str | Path | None = None, force: bool = 
     out_dir = Path(out_dir or default_run_dir(cfg))
     summary_path = out_dir / "summary.json"
     if summary_path.exists() and not force:
-        return json.loads(summary_path.read_text())
+        stored = json.loads(summary_path.read_text())
+        if stored.get("config_hash") == config_hash(cfg):
+            return stored
+        # a changed config falls through: the engine refuses a finished run with other settings unless forced
     datasets = datasets or build_data(cfg)
     result = run_training(cfg, out_dir, force=force, datasets=datasets)
     return run_evaluate(cfg, result.best_ckpt, out_dir, datasets=datasets)
@@ -206,7 +209,8 @@ def run_evaluate(cfg: Mapping, checkpoint: str | Path, out_dir: str | Path | Non
             metrics = make_task(cfg).evaluate(model, loader, device)
             per_label = [{"label": k.split("/", 1)[1], "auc": v} for k, v in metrics.items() if k.startswith("auc/")]
             atomic_write_text(csv_path, pd.DataFrame(per_label).to_csv(index=False))
-    summary = {"experiment": cfg["experiment"], "split": split, "checkpoint": str(checkpoint),
+    summary = {"experiment": cfg["experiment"], "config_hash": config_hash(cfg), "split": split,
+               "checkpoint": str(checkpoint),
                "seed": cfg["train"]["seed"], "init": cfg["model"].get("init", "scratch"), **metrics}
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, default=float))
     return summary
