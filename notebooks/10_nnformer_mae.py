@@ -67,19 +67,17 @@ table
 # ## 3. Fewer labels
 # Fine-tune from scratch and from the MAE encoder on 10, 25, 50 and 100 % of the labelled training cases (a seeded
 # subset; pre-training still saw every *unlabelled* training scan). If MAE helps most where labels are scarce, the
-# gap between the lines widens to the left. These runs are scored once, at the end of training.
+# gap between the lines widens to the left. Every run of this sweep (100 % included) is scored once, at the end of
+# training, so the fractions are compared under one rule.
 
 # %%
 epochs = ctx.config("finetune_nnformer_btcv")["train"]["epochs"]
 rows = []
 for fraction in label_fractions:
-    if fraction == 1.0:
-        runs = nnformer
-    else:
-        runs = finetune_study("finetune_nnformer_btcv", profile, {"nnformer_scratch": {}, "nnformer_mae": mae},
-                              seeds, study / f"labels{fraction:g}",
-                              overrides=ctx.run_overrides("finetune_nnformer_btcv", {"data.label_fraction": fraction,
-                                                                                     "train.val_every": epochs}))
+    runs = finetune_study("finetune_nnformer_btcv", profile, {"nnformer_scratch": {}, "nnformer_mae": mae},
+                          seeds, study / f"labels{fraction:g}",
+                          overrides=ctx.run_overrides("finetune_nnformer_btcv", {"data.label_fraction": fraction,
+                                                                                 "train.val_every": epochs}))
     rows += [{"labelled cases (%)": 100 * fraction, "init": "MAE" if m.endswith("mae") else "scratch",
               "DSC (%)": 100 * s["dice"]} for m, summaries in runs.items() for s in summaries]
 fractions = pd.DataFrame(rows)
