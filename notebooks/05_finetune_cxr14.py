@@ -25,9 +25,7 @@ overrides = {}
 imagenet_weights = ""
 
 # %%
-from pathlib import Path
-
-from selfmae.experiments import finetune_study, study_histories
+from selfmae.experiments import finetune_study, init_methods, study_histories
 from selfmae.notebook import NotebookContext
 from selfmae.report import table2_cxr14
 from selfmae.viz import plot_training_curves
@@ -46,14 +44,8 @@ assert mae_ckpt.exists(), f"{mae_ckpt} is missing: run notebook 02 first"
 # logits. The classifier averages the patch tokens of the last block (global average pooling) before its linear head.
 
 # %%
-methods = {
-    "scratch": {},
-    "scratch_long": {"train.epochs": 4 * epochs, "train.warmup_epochs": 4 * cfg["train"]["warmup_epochs"]},
-    "imagenet": ({"model.init": "imagenet", "model.pretrained": imagenet_weights}
-                 if imagenet_weights and Path(imagenet_weights).is_file()
-                 else {"skip": f"no ImageNet weights file (imagenet_weights={imagenet_weights!r})"}),
-    "mae": {"model.init": "mae", "model.pretrained": str(mae_ckpt)},
-}
+long_run = {"train.epochs": 4 * epochs, "train.warmup_epochs": 4 * cfg["train"]["warmup_epochs"]}
+methods = {"scratch": {}, "scratch_long": long_run, **init_methods(mae_ckpt, imagenet_weights)}
 study_dir = ctx.runs / "finetune_cxr14"
 results = finetune_study("finetune_cxr14", profile, methods, seeds, study_dir,
                          overrides=ctx.run_overrides("finetune_cxr14"))

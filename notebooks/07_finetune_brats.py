@@ -23,9 +23,7 @@ overrides = {}
 imagenet_weights = ""
 
 # %%
-from pathlib import Path
-
-from selfmae.experiments import finetune_study, study_histories
+from selfmae.experiments import finetune_study, init_methods, study_histories
 from selfmae.notebook import NotebookContext
 from selfmae.report import table3_brats
 from selfmae.viz import plot_training_curves
@@ -34,13 +32,7 @@ ctx = NotebookContext(profile, data_dir, out_dir, results_dir, device=device, ma
                       overrides=overrides)
 mae_ckpt = ctx.runs / "pretrain_brats" / "last.pt"
 assert mae_ckpt.exists(), f"{mae_ckpt} is missing: run notebook 04 first"
-methods = {
-    "scratch": {},
-    "imagenet": ({"model.init": "imagenet", "model.pretrained": imagenet_weights}
-                 if imagenet_weights and Path(imagenet_weights).is_file()
-                 else {"skip": f"no ImageNet weights file (imagenet_weights={imagenet_weights!r})"}),
-    "mae": {"model.init": "mae", "model.pretrained": str(mae_ckpt)},
-}
+methods = init_methods(mae_ckpt, imagenet_weights)
 
 # %% [markdown]
 # ## Fine-tune under both ET conventions

@@ -223,6 +223,15 @@ def summary(result: Any) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- studies --------
+def init_methods(mae_ckpt: str | Path, imagenet_weights: str | Path | None = "") -> dict[str, dict]:
+    """The paper's three starting points as `finetune_study` methods: scratch, ImageNet (only with a local weights
+    file; otherwise a `skip` reason, since nothing is downloaded) and the MAE encoder at `mae_ckpt`."""
+    imagenet = ({"model.init": "imagenet", "model.pretrained": str(imagenet_weights)}
+                if imagenet_weights and Path(imagenet_weights).is_file()
+                else {"skip": f"no ImageNet weights file (imagenet_weights={str(imagenet_weights or '')!r})"})
+    return {"scratch": {}, "imagenet": imagenet, "mae": {"model.init": "mae", "model.pretrained": str(mae_ckpt)}}
+
+
 def finetune_study(experiment: str, profile: str, methods: Mapping[str, Mapping[str, Any]], seeds: Sequence[int],
                    out_dir: str | Path, data_dir: str | None = None,
                    overrides: Mapping[str, Any] | None = None) -> dict[str, list[dict]]:
