@@ -46,7 +46,8 @@ class RunLog:
         if enabled and tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
-            except Exception:  # tensorboard not installed: skipped by design
+            except ImportError as err:  # a dependency, but a bare `pip install --no-deps` may lack it
+                log.warning("TensorBoard events not written (%s); metrics.csv has the same numbers", err)
                 SummaryWriter = None
             if SummaryWriter is not None:
                 self.writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"))
