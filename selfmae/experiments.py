@@ -162,15 +162,22 @@ def run_finetune(cfg: Mapping, out_dir: str | Path | None = None, force: bool = 
                  datasets: Mapping | None = None) -> dict:
     """Fine-tune, then evaluate the best checkpoint on the evaluation split; returns (and stores) the summary."""
     out_dir = Path(out_dir or default_run_dir(cfg))
-    summary_path = out_dir / "summary.json"
-    if summary_path.exists() and not force:
-        stored = json.loads(summary_path.read_text())
-        if stored.get("config_hash") == config_hash(cfg):
-            return stored
-        # a changed config falls through: the engine refuses a finished run with other settings unless forced
+    stored = None if force else stored_summary(cfg, out_dir)
+    if stored is not None:
+        return stored
+    # a changed config falls through: the engine refuses a finished run with other settings unless forced
     datasets = datasets or build_data(cfg)
     result = run_training(cfg, out_dir, force=force, datasets=datasets)
     return run_evaluate(cfg, result.best_ckpt, out_dir, datasets=datasets)
+
+
+def stored_summary(cfg: Mapping, out_dir: str | Path) -> dict | None:
+    """The summary.json of a finished fine-tuning of exactly this config in `out_dir`, else None."""
+    path = Path(out_dir) / "summary.json"
+    if not path.exists():
+        return None
+    stored = json.loads(path.read_text())
+    return stored if stored.get("config_hash") == config_hash(cfg) else None
 
 
 def eval_split(datasets: Mapping) -> str:
@@ -233,18 +240,18 @@ def init_methods(mae_ckpt: str | Path, imagenet_weights: str | Path | None = "")
 
 
 def finetune_study(experiment: str, profile: str, methods: Mapping[str, Mapping[str, Any]], seeds: Sequence[int],
-                   out_dir: str | Path, data_dir: str | None = None,
-                   overrides: Mapping[str, Any] | None = None) -> dict[str, list[dict]]:
+                   out_dir: str | Path, data_dir: str | None = None, overrides: Mapping[str, Any] | None = None,
+                   datasets: Mapping | None = None) -> dict[str, list[dict]]:
     """Fine-tune every method (a dict of config overrides, e.g. {"model.init": "mae", ...}) for every seed.
 
-    Datasets are built once and shared. A method whose overrides hold `skip` (a reason) is not run.
+    Datasets are built once and shared (or given, when a caller runs several studies on the same data). A
+    method whose overrides hold `skip` (a reason) is not run.
     Returns method -> list of summaries (one per seed); runs land in out_dir/<method>/seed<N>.
     """
     base = dict(overrides or {})
     if data_dir:
         base["data.data_dir"] = data_dir
     results: dict[str, list[dict]] = {}
-    datasets = None
     for method, method_overrides in methods.items():
         method_overrides = dict(method_overrides)
         reason = method_overrides.pop("skip", None)
@@ -254,8 +261,9 @@ def finetune_study(experiment: str, profile: str, methods: Mapping[str, Mapping[
             continue
         for seed in seeds:
             cfg = load_config(experiment, profile, {**base, **method_overrides, "train.seed": seed})
-            datasets = datasets or build_data(cfg)
             run_dir = Path(out_dir) / method / f"seed{seed}"
+            if datasets is None and stored_summary(cfg, run_dir) is None:
+                datasets = build_data(cfg)
             results.setdefault(method, []).append(run_finetune(cfg, run_dir, datasets=datasets))
             print(f"{method} seed {seed}: {_headline(results[method][-1])}")
     return results
@@ -422,7 +430,10 @@ def ablation_study(dataset: str, profile: str, grid: Sequence[tuple[float, int]]
     overrides = overrides or {}
     pre_name, ft_name = f"pretrain_{dataset}", f"finetune_{dataset}"
     paper_base = load_config(pre_name, "paper")["train"]["epochs"]
-    base = load_config(pre_name, profile, overrides.get("pretrain"))["train"]
+    base_cfg = load_config(pre_name, profile, overrides.get("pretrain"))
+    base = base_cfg["train"]
+    # every grid point trains on the same data: check and cache it once (the mask ratio and length don't touch it)
+    pre_data = ft_data = None
     results = {}
     for ratio, paper_epochs in grid:
         point = (ratio, paper_epochs)
@@ -435,10 +446,14 @@ def ablation_study(dataset: str, profile: str, grid: Sequence[tuple[float, int]]
             cfg = load_config(pre_name, profile, {**(overrides.get("pretrain") or {}), "model.mask_ratio": ratio,
                                                   "train.epochs": round(base["epochs"] * scale),
                                                   "train.warmup_epochs": round(base["warmup_epochs"] * scale)})
-            run_pretrain(cfg, pre_dir)
+            if not (pre_dir / "done.json").exists():
+                pre_data = pre_data or build_data(base_cfg)
+            run_pretrain(cfg, pre_dir, datasets=pre_data)
         methods = {"mae": {"model.init": "mae", "model.pretrained": str(pre_dir / "last.pt")}}
+        if ft_data is None and not (reuse and point in reuse):
+            ft_data = build_data(load_config(ft_name, profile, overrides.get("finetune")))
         results[point] = finetune_study(ft_name, profile, methods, seeds, ft_dir,
-                                        overrides=overrides.get("finetune"))["mae"]
+                                        overrides=overrides.get("finetune"), datasets=ft_data)["mae"]
         print(f"{dataset} mask {ratio:.3f}, {paper_epochs} paper epochs: "
               f"mean DSC {np.mean([s['dice'] for s in results[point]]):.4f}")
     return results

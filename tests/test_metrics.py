@@ -110,6 +110,12 @@ def test_sliding_window_evaluation_of_a_perfect_model_and_per_case_csv(tmp_path)
                                                           ("p,2", "liver")]
     assert float(rows[0]["dice"]) == 1.0
 
+    # validation's Dice-only mode: the same Dice, no HD95 keys or column
+    quick = evaluate_segmentation(model, loader, kind="btcv", roi_size=(8, 8, 8), class_names=["spleen", "liver"],
+                                  spacing=(1.5, 1.5, 2.0), out_csv=tmp_path / "quick.csv", hd95=False)
+    assert quick.summary == {k: v for k, v in res.summary.items() if not k.startswith("hd95")}
+    assert list(csv.DictReader(open(tmp_path / "quick.csv")))[0].keys() == {"case_id", "class", "dice"}
+
 
 def test_brats_regions_are_thresholded_sigmoids():
     target = torch.cat([cube(), cube(size=6, lo=(3, 3, 1)), torch.zeros_like(cube())], 1)

@@ -71,12 +71,13 @@ def evaluate_segmentation(model: Callable[[torch.Tensor], torch.Tensor], loader:
                           roi_size: Sequence[int], class_names: Sequence[str],
                           class_indices: Sequence[int] | None = None, spacing: Sequence[float] | None = None,
                           sw_batch_size: int = 1, overlap: float = 0.5, mode: str = "constant",
-                          device: torch.device | str = "cpu", out_csv: str | Path | None = None
-                          ) -> SegmentationResult:
+                          device: torch.device | str = "cpu", out_csv: str | Path | None = None,
+                          hd95: bool = True) -> SegmentationResult:
     """Dice/HD95 of `model` on whole volumes from `loader` (items with "image", "label", optional "case_id").
 
     class_indices: output channels to evaluate, in `class_names` order (btcv default 1..K, brats 0..K-1).
-    out_csv: also write the per-case rows (case_id, class, dice, hd95_mm) there, atomically.
+    out_csv: also write the per-case rows (case_id, class, dice[, hd95_mm]) there, atomically.
+    hd95: also compute HD95 in mm (False: Dice only, as validation during training does).
     """
     k = len(class_names)
     idx = list(class_indices) if class_indices is not None else list(range(1, k + 1) if kind == "btcv" else range(k))
@@ -84,6 +85,7 @@ def evaluate_segmentation(model: Callable[[torch.Tensor], torch.Tensor], loader:
         raise ValueError(f"{len(idx)} class_indices for {k} class_names")
     rows: list[dict[str, Any]] = []
     dice_all, hd_all = [], []
+    columns = ["case_id", "class", "dice"] + ["hd95_mm"] * hd95
     for n, batch in enumerate(loader):
         image = batch["image"].to(device)
         logits = sliding_window_predict(model, image, roi_size, sw_batch_size, overlap, mode)
@@ -91,16 +93,18 @@ def evaluate_segmentation(model: Callable[[torch.Tensor], torch.Tensor], loader:
         target = target_onehot(batch["label"].to(device), kind, logits.shape[1])[:, idx]
         ids = batch.get("case_id", [f"case{n}_{b}" for b in range(image.shape[0])])
         for b in range(image.shape[0]):
-            v = dice_hd95(pred[b:b + 1], target[b:b + 1], case_spacing(batch["image"], b, spacing), class_names)
+            v = dice_hd95(pred[b:b + 1], target[b:b + 1], case_spacing(batch["image"], b, spacing), class_names,
+                          hd95=hd95)
             dice_all.append(v["dice"][0])
-            hd_all.append(v["hd95"][0])
-            rows += [{"case_id": str(ids[b]), "class": name, "dice": float(v["dice"][0, c]),
-                      "hd95_mm": float(v["hd95"][0, c])} for c, name in enumerate(class_names)]
-    values = {"names": list(class_names), "dice": np.array(dice_all).reshape(-1, k),
-              "hd95": np.array(hd_all).reshape(-1, k)}
+            hd_all.append(v["hd95"][0] if hd95 else np.full(k, np.nan))
+            rows += [dict(zip(columns, [str(ids[b]), name, float(v["dice"][0, c]), float(hd_all[-1][c])]))
+                     for c, name in enumerate(class_names)]
+    values = {"names": list(class_names), "dice": np.array(dice_all).reshape(-1, k)}
+    if hd95:
+        values["hd95"] = np.array(hd_all).reshape(-1, k)
     if out_csv is not None:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=["case_id", "class", "dice", "hd95_mm"], lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
         atomic_write_text(out_csv, buf.getvalue())

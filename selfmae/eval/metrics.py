@@ -49,13 +49,14 @@ def mean_auc(y_true: Any, y_score: Any, names: Sequence[str] | None = None) -> d
 
 
 def dice_hd95(pred_onehot: torch.Tensor, target_onehot: torch.Tensor, spacing: Any = None,
-              names: Sequence[str] | None = None) -> dict[str, Any]:
-    """Dice and HD95 (mm) per case and class.
+              names: Sequence[str] | None = None, hd95: bool = True) -> dict[str, Any]:
+    """Dice and HD95 (mm) per case and class (hd95=False: Dice only; HD95's distance transforms cost more than
+    the rest of an evaluation, so validation during training skips them).
 
     pred_onehot, target_onehot: binary (B, C, *spatial), one channel per evaluated class (no background unless
     you include it). spacing: voxel size per spatial axis in mm (array axis order), one sequence for all cases
-    or one per case; None = 1 mm. Returns {"names": [...], "dice": (B, C) array, "hd95": (B, C) array} with NaN
-    where a value is undefined (see module docstring).
+    or one per case; None = 1 mm. Returns {"names": [...], "dice": (B, C) array, "hd95": (B, C) array (when
+    asked)} with NaN where a value is undefined (see module docstring).
     """
     if pred_onehot.shape != target_onehot.shape:
         raise ValueError(f"prediction {tuple(pred_onehot.shape)} and target {tuple(target_onehot.shape)} differ")
@@ -66,10 +67,12 @@ def dice_hd95(pred_onehot: torch.Tensor, target_onehot: torch.Tensor, spacing: A
     with warnings.catch_warnings():  # MONAI warns on empty masks; those values are NaN by design here
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", FutureWarning)  # MONAI-internal deprecation notices
-        dice = DiceMetric(include_background=True, reduction="none", ignore_empty=True)(pred, target)
+        dice = _numpy(DiceMetric(include_background=True, reduction="none", ignore_empty=True)(pred, target))
+        if not hd95:
+            return {"names": names, "dice": dice.astype(np.float64)}
         hd = HausdorffDistanceMetric(include_background=True, percentile=95, reduction="none")(
             pred, target, spacing=_spacing_arg(spacing))
-    dice, hd = _numpy(dice).astype(np.float64), _numpy(hd).astype(np.float64)
+    dice, hd = dice.astype(np.float64), _numpy(hd).astype(np.float64)
     empty = (pred.flatten(2).sum(-1) == 0) | (target.flatten(2).sum(-1) == 0)
     hd[_numpy(empty).astype(bool) | ~np.isfinite(hd)] = np.nan
     return {"names": names, "dice": dice, "hd95": hd}
@@ -83,9 +86,10 @@ def _spacing_arg(spacing: Any) -> Any:
 
 
 def summarize_segmentation(values: dict[str, Any]) -> dict[str, float]:
-    """Means over cases per class (NaN ignored), then over classes: keys dice, hd95, dice/<name>, hd95/<name>."""
+    """Means over cases per class (NaN ignored), then over classes: keys dice, hd95, dice/<name>, hd95/<name>
+    (the hd95 keys only when `values` holds HD95)."""
     out: dict[str, float] = {}
-    for metric in ("dice", "hd95"):
+    for metric in ("dice", "hd95")[:1 + ("hd95" in values)]:
         per_class = [_nanmean(values[metric][:, c]) for c in range(len(values["names"]))]
         out[metric] = _nanmean(np.asarray(per_class))
         out.update({f"{metric}/{n}": v for n, v in zip(values["names"], per_class)})
