@@ -29,17 +29,12 @@ overrides = {}
 # %%
 import time
 
-import torch
-
 from selfmae.experiments import finetune_study, run_pretrain, study_histories
 from selfmae.explore import MaskExplorer, medmnist_source, plot_view, quickstart_table
 from selfmae.notebook import NotebookContext
 from selfmae.viz import plot_training_curves
 
 started = time.perf_counter()
-# The tiny models are latency-bound: on a busy 2-core CPU one torch thread trains them several times faster than
-# two threads waiting on each other (benchmarks/explorer_latency.json shows the same for inference). No effect on GPU.
-torch.set_num_threads(1)
 ctx = NotebookContext(profile, medmnist_source(data_dir), out_dir, results_dir, device=device, max_steps=max_steps,
                       overrides=overrides)
 pre_cfg = ctx.config("pretrain_medmnist")

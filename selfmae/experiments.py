@@ -20,6 +20,7 @@ from torch.utils.data import Dataset, Subset
 
 from selfmae.config import config_hash, load_config, save_run_record
 from selfmae.io import atomic_write_text
+from selfmae.parallel import run_many
 from selfmae.repro import REPO_ROOT, seed_everything
 
 SYNTHETIC_ROOT = REPO_ROOT / "data" / "synthetic"
@@ -244,29 +245,41 @@ def finetune_study(experiment: str, profile: str, methods: Mapping[str, Mapping[
                    datasets: Mapping | None = None) -> dict[str, list[dict]]:
     """Fine-tune every method (a dict of config overrides, e.g. {"model.init": "mae", ...}) for every seed.
 
-    Datasets are built once and shared (or given, when a caller runs several studies on the same data). A
-    method whose overrides hold `skip` (a reason) is not run.
-    Returns method -> list of summaries (one per seed); runs land in out_dir/<method>/seed<N>.
+    Datasets are built once and shared (or given, when a caller runs several studies on the same data); on a
+    multi-core CPU the runs go side by side (`selfmae.parallel`). A method whose overrides hold `skip` (a
+    reason) is not run. Returns method -> list of summaries (one per seed); runs land in out_dir/<method>/seed<N>.
     """
     base = dict(overrides or {})
     if data_dir:
         base["data.data_dir"] = data_dir
-    results: dict[str, list[dict]] = {}
+    runs, names = [], []
     for method, method_overrides in methods.items():
         method_overrides = dict(method_overrides)
         reason = method_overrides.pop("skip", None)
         if reason:
             print(f"{method}: skipped — {reason}")
-            results[method] = []
             continue
         for seed in seeds:
-            cfg = load_config(experiment, profile, {**base, **method_overrides, "train.seed": seed})
-            run_dir = Path(out_dir) / method / f"seed{seed}"
-            if datasets is None and stored_summary(cfg, run_dir) is None:
-                datasets = build_data(cfg)
-            results.setdefault(method, []).append(run_finetune(cfg, run_dir, datasets=datasets))
-            print(f"{method} seed {seed}: {_headline(results[method][-1])}")
+            runs.append((load_config(experiment, profile, {**base, **method_overrides, "train.seed": seed}),
+                         Path(out_dir) / method / f"seed{seed}"))
+            names.append((method, seed))
+    summaries = finetune_many(runs, datasets, label=lambda i: f"{names[i][0]} seed {names[i][1]}")
+    results: dict[str, list[dict]] = {m: [] for m in methods}
+    for (method, _), summary in zip(names, summaries):
+        results[method].append(summary)
     return results
+
+
+def finetune_many(runs: Sequence[tuple[Mapping, Path]], datasets: Mapping | None = None,
+                  label: Callable[[int], str] = str) -> list[dict]:
+    """run_finetune for each (config, run dir), side by side where the CPU allows; finished runs are read back.
+
+    All runs must share one dataset config (built once here, if not given and any run is unfinished); a progress
+    line `label(i): metrics` is printed per run, in order.
+    """
+    if datasets is None and any(stored_summary(cfg, d) is None for cfg, d in runs):
+        datasets = build_data(runs[0][0])
+    return run_many(run_finetune, runs, datasets, on_done=lambda i, s: print(f"{label(i)}: {_headline(s)}"))
 
 
 def _headline(summary: Mapping) -> str:
@@ -287,6 +300,25 @@ def study_histories(out_dir: str | Path, methods: Sequence[str]) -> dict[str, pd
                   if (d / "metrics.csv").exists()]
         if frames:
             out[method] = pd.concat(frames, ignore_index=True)
+    return out
+
+
+def last_epoch_scores(out_dir: str | Path, methods: Sequence[str], seeds: Sequence[int],
+                      metric: str = "dice") -> dict[str, list[dict]]:
+    """method -> [{metric: value}] per seed at the last epoch of out_dir/<method>/seed<N>/metrics.csv.
+
+    The end-of-training score of runs validated along the way: the same number as evaluating their last
+    checkpoint on the validation split, so a sweep can reuse them instead of training them again.
+    """
+    out: dict[str, list[dict]] = {}
+    for method in methods:
+        for seed in seeds:
+            run_dir = Path(out_dir) / method / f"seed{seed}"
+            history = load_history(run_dir)
+            validated = history.dropna(subset=[metric])
+            if validated.empty or validated["epoch"].iloc[-1] != history["epoch"].max():
+                raise ValueError(f"{run_dir / 'metrics.csv'}: no validated {metric} at the last epoch")
+            out.setdefault(method, []).append({metric: float(validated[metric].iloc[-1]), "seed": seed})
     return out
 
 
@@ -432,30 +464,35 @@ def ablation_study(dataset: str, profile: str, grid: Sequence[tuple[float, int]]
     paper_base = load_config(pre_name, "paper")["train"]["epochs"]
     base_cfg = load_config(pre_name, profile, overrides.get("pretrain"))
     base = base_cfg["train"]
-    # every grid point trains on the same data: check and cache it once (the mask ratio and length don't touch it)
-    pre_data = ft_data = None
-    results = {}
+    dirs, pretrains = {}, []
     for ratio, paper_epochs in grid:
         point = (ratio, paper_epochs)
         if reuse and point in reuse:
-            pre_dir, ft_dir = reuse[point]
-        else:
-            pre_dir = Path(out_dir) / f"mask{ratio:g}_ep{paper_epochs}" / "pretrain"
-            ft_dir = pre_dir.parent
-            scale = paper_epochs / paper_base
-            cfg = load_config(pre_name, profile, {**(overrides.get("pretrain") or {}), "model.mask_ratio": ratio,
-                                                  "train.epochs": round(base["epochs"] * scale),
-                                                  "train.warmup_epochs": round(base["warmup_epochs"] * scale)})
-            if not (pre_dir / "done.json").exists():
-                pre_data = pre_data or build_data(base_cfg)
-            run_pretrain(cfg, pre_dir, datasets=pre_data)
-        methods = {"mae": {"model.init": "mae", "model.pretrained": str(pre_dir / "last.pt")}}
-        if ft_data is None and not (reuse and point in reuse):
-            ft_data = build_data(load_config(ft_name, profile, overrides.get("finetune")))
-        results[point] = finetune_study(ft_name, profile, methods, seeds, ft_dir,
-                                        overrides=overrides.get("finetune"), datasets=ft_data)["mae"]
-        print(f"{dataset} mask {ratio:.3f}, {paper_epochs} paper epochs: "
-              f"mean DSC {np.mean([s['dice'] for s in results[point]]):.4f}")
+            dirs[point] = reuse[point]
+            continue
+        pre_dir = Path(out_dir) / f"mask{ratio:g}_ep{paper_epochs}" / "pretrain"
+        dirs[point] = (pre_dir, pre_dir.parent)
+        scale = paper_epochs / paper_base
+        pretrains.append((load_config(pre_name, profile, {
+            **(overrides.get("pretrain") or {}), "model.mask_ratio": ratio,
+            "train.epochs": round(base["epochs"] * scale),
+            "train.warmup_epochs": round(base["warmup_epochs"] * scale)}), pre_dir))
+    # every grid point trains on the same data (mask ratio and length don't touch it): check and cache it once
+    unfinished = any(not (d / "done.json").exists() for _, d in pretrains)
+    pretrains.sort(key=lambda run: -run[0]["train"]["epochs"])  # longest first: side by side, they end together
+    run_many(run_pretrain, pretrains, build_data(base_cfg) if unfinished else None)
+    runs, points = [], []
+    for point, (pre_dir, ft_dir) in dirs.items():
+        mae = {"model.init": "mae", "model.pretrained": str(pre_dir / "last.pt")}
+        for seed in seeds:
+            runs.append((load_config(ft_name, profile, {**(overrides.get("finetune") or {}), **mae,
+                                                          "train.seed": seed}), ft_dir / "mae" / f"seed{seed}"))
+            points.append(point)
+    summaries = finetune_many(runs, label=lambda i: f"{dataset} mask {points[i][0]:g}, {points[i][1]} paper "
+                                                    f"epochs, seed {runs[i][0]['train']['seed']}")
+    results: dict = {point: [] for point in dirs}
+    for point, summary in zip(points, summaries):
+        results[point].append(summary)
     return results
 
 
