@@ -62,6 +62,9 @@ def run_many(stage: Callable[..., Any], runs: Sequence[tuple[Mapping, Path]], da
                 on_done(i, results[-1])
         return results
     threads = max(1, (os.cpu_count() or 1) // jobs)
+    # torch's first use_deterministic_algorithms() imports torch._inductor (~1 s): pay that once, before forking
+    torch.use_deterministic_algorithms(torch.are_deterministic_algorithms_enabled(),
+                                       warn_only=torch.is_deterministic_algorithms_warn_only_enabled())
     _SHARED.update(stage=stage, datasets=datasets)
     try:
         with ProcessPoolExecutor(jobs, mp_context=mp.get_context("fork")) as pool:

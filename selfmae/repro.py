@@ -37,11 +37,15 @@ def seed_everything(seed: int, deterministic: bool = True) -> dict:
 
 
 def git_commit(short: bool = False) -> str:
-    """The commit of the checked-out code, with '+dirty' when tracked files differ; 'unknown' outside git."""
+    """The commit of the checked-out code, with '+dirty' when tracked files differ; 'unknown' outside git.
+
+    The committed outputs (tables/, figures/) don't count: a run rewriting them leaves the code as committed.
+    """
     try:
         args = ["git", "-C", str(REPO_ROOT), "rev-parse"] + (["--short"] if short else []) + ["HEAD"]
         sha = subprocess.run(args, capture_output=True, text=True, check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no",
+                                "--", ".", ":!tables", ":!figures"],
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):

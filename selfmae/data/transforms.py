@@ -63,6 +63,13 @@ def _flips(keys: Sequence[str], ndim: int, prob: float) -> list:
     return [RandFlipd(keys, prob=prob, spatial_axis=a) for a in range(ndim)]
 
 
+def _cached_tensors(keys: Sequence[str], train: bool) -> EnsureTyped:
+    """The last cached step of a 3D pipeline: float32, and for training plain tensors without MONAI metadata --
+    the random crops, flips and their collation run every epoch and take half the time without it, while
+    evaluation keeps the affine (HD95 reads the voxel spacing from it when the config gives none)."""
+    return EnsureTyped(keys, dtype=torch.float32, track_meta=not train)
+
+
 def _random_crops(keys: Sequence[str], roi: Sequence[int], num_samples: int) -> RandSpatialCropSamplesd:
     return RandSpatialCropSamplesd(keys, roi_size=roi, num_samples=num_samples, random_size=False)
 
@@ -102,8 +109,7 @@ def btcv_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
     ]
     if task == "segment":
         steps.append(MapLabelValued("label", *organ_mapping(int(cfg.get("organs", 8))), dtype=np.uint8))
-    steps += [CropForegroundd(keys, source_key="image"), SpatialPadd(keys, spatial_size=roi),
-              EnsureTyped(keys, dtype=torch.float32)]
+    steps += [CropForegroundd(keys, source_key="image"), SpatialPadd(keys, spatial_size=roi), _cached_tensors(keys, train)]
     if train and task == "segment":  # fg/bg voxel lists are computed once (cached), not for every crop
         steps += [FgBgToIndicesd("label", image_key="image", image_threshold=0),
                   RandCropByPosNegLabeld(keys, label_key="label", spatial_size=roi, pos=1, neg=1,
@@ -116,9 +122,9 @@ def btcv_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
     elif task == "pretrain":
         steps.append(CenterSpatialCropd(keys, roi_size=roi))
     if train:
-        steps += _flips(keys, 3, 0.1) + [RandRotate90d(keys, prob=0.1, max_k=3)]
+        steps += _flips(keys, 3, 0.1) + [RandRotate90d(keys, prob=0.1, max_k=3), EnsureTyped(keys, track_meta=False)]
     if task == "segment":
-        steps.append(EnsureTyped("label", dtype=torch.long))
+        steps.append(EnsureTyped("label", dtype=torch.long, track_meta=not train))
     return Compose(steps)
 
 
@@ -137,10 +143,11 @@ def brats_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
         CropForegroundd(keys, source_key="image"),
         NormalizeIntensityd("image", nonzero=True, channel_wise=True),
         SpatialPadd(keys, spatial_size=roi),
-        EnsureTyped(keys, dtype=torch.float32),
+        _cached_tensors(keys, train),
     ]
     if train:
-        steps += [_random_crops(keys, roi, int(cfg.get("num_samples", 1)))] + _flips(keys, 3, 0.5)
+        steps += [_random_crops(keys, roi, int(cfg.get("num_samples", 1))), *_flips(keys, 3, 0.5),
+                  EnsureTyped(keys, track_meta=False)]
     elif task == "pretrain":
         steps.append(CenterSpatialCropd(keys, roi_size=roi))
     return Compose(steps)
