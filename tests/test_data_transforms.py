@@ -120,3 +120,16 @@ def test_task_dataset_mismatch_is_an_error(base):
         build_transforms({"dataset": "btcv"}, "classify", train=True)
     with pytest.raises(ValueError, match="does not apply"):
         build_transforms({"dataset": "cxr14"}, "segment", train=True)
+
+
+def test_training_items_are_plain_tensors_cached_without_metadata_eval_keeps_affine(base):
+    from monai.data import MetaTensor, get_track_meta
+
+    ds = build_datasets(small_cfg("btcv", phantom("btcv", base), cache=True), "segment")
+    cached = ds["train"]._cache[0]  # what CacheDataset deep-copies for every draw
+    assert not any(isinstance(v, MetaTensor) for v in cached.values())
+    for crop in ds["train"][0]:
+        assert type(crop["image"]) is torch.Tensor and type(crop["label"]) is torch.Tensor
+    assert get_track_meta()  # the per-epoch steps switch metadata off only while they run
+    val = ds["val"][0]
+    assert isinstance(val["image"], MetaTensor) and val["image"].affine.shape == (4, 4)

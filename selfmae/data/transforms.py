@@ -16,12 +16,13 @@ from typing import Hashable, Mapping, Sequence
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.data import MetaTensor
+from monai.data import MetaTensor, get_track_meta, set_track_meta
 from monai.transforms import (
     CenterSpatialCropd, Compose, CropForegroundd, DeleteItemsd, EnsureChannelFirstd, EnsureTyped, FgBgToIndicesd,
     HistogramNormalized,
     LoadImaged, MapLabelValued, MapTransform, NormalizeIntensityd, Orientationd, RandCropByPosNegLabeld, RandFlipd,
-    RandRotate90d, RandSpatialCropd, RandSpatialCropSamplesd, Resized, ScaleIntensityRanged, Spacingd, SpatialPadd,
+    RandRotate90d, RandSpatialCropd, RandSpatialCropSamplesd, Randomizable, Resized, ScaleIntensityRanged, Spacingd,
+    SpatialPadd, Transform,
 )
 
 from .brats import label_to_regions
@@ -63,13 +64,6 @@ def _flips(keys: Sequence[str], ndim: int, prob: float) -> list:
     return [RandFlipd(keys, prob=prob, spatial_axis=a) for a in range(ndim)]
 
 
-def _cached_tensors(keys: Sequence[str], train: bool) -> EnsureTyped:
-    """The last cached step of a 3D pipeline: float32, and for training plain tensors without MONAI metadata --
-    the random crops, flips and their collation run every epoch and take half the time without it, while
-    evaluation keeps the affine (HD95 reads the voxel spacing from it when the config gives none)."""
-    return EnsureTyped(keys, dtype=torch.float32, track_meta=not train)
-
-
 def _random_crops(keys: Sequence[str], roi: Sequence[int], num_samples: int) -> RandSpatialCropSamplesd:
     return RandSpatialCropSamplesd(keys, roi_size=roi, num_samples=num_samples, random_size=False)
 
@@ -109,7 +103,7 @@ def btcv_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
     ]
     if task == "segment":
         steps.append(MapLabelValued("label", *organ_mapping(int(cfg.get("organs", 8))), dtype=np.uint8))
-    steps += [CropForegroundd(keys, source_key="image"), SpatialPadd(keys, spatial_size=roi), _cached_tensors(keys, train)]
+    steps += [CropForegroundd(keys, source_key="image"), SpatialPadd(keys, spatial_size=roi), EnsureTyped(keys, dtype=torch.float32)]
     if train and task == "segment":  # fg/bg voxel lists are computed once (cached), not for every crop
         steps += [FgBgToIndicesd("label", image_key="image", image_threshold=0),
                   RandCropByPosNegLabeld(keys, label_key="label", spatial_size=roi, pos=1, neg=1,
@@ -122,7 +116,7 @@ def btcv_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
     elif task == "pretrain":
         steps.append(CenterSpatialCropd(keys, roi_size=roi))
     if train:
-        steps += _flips(keys, 3, 0.1) + [RandRotate90d(keys, prob=0.1, max_k=3), EnsureTyped(keys, track_meta=False)]
+        steps += _flips(keys, 3, 0.1) + [RandRotate90d(keys, prob=0.1, max_k=3)]
     if task == "segment":
         steps.append(EnsureTyped("label", dtype=torch.long, track_meta=not train))
     return Compose(steps)
@@ -143,11 +137,10 @@ def brats_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
         CropForegroundd(keys, source_key="image"),
         NormalizeIntensityd("image", nonzero=True, channel_wise=True),
         SpatialPadd(keys, spatial_size=roi),
-        _cached_tensors(keys, train),
+        EnsureTyped(keys, dtype=torch.float32),
     ]
     if train:
-        steps += [_random_crops(keys, roi, int(cfg.get("num_samples", 1))), *_flips(keys, 3, 0.5),
-                  EnsureTyped(keys, track_meta=False)]
+        steps += [_random_crops(keys, roi, int(cfg.get("num_samples", 1)))] + _flips(keys, 3, 0.5)
     elif task == "pretrain":
         steps.append(CenterSpatialCropd(keys, roi_size=roi))
     return Compose(steps)
@@ -172,8 +165,47 @@ def medmnist_transforms(cfg: Mapping, train: bool) -> Compose:
     return Compose(steps)
 
 
+class WithoutMeta(Compose):
+    """Transforms run with MONAI's metadata tracking off, returning plain tensors.
+
+    Why: training pipelines' random steps (crops, flips, rotations) run on every item of every epoch, and tracking
+    their metadata (affine updates, transform stacks, deep copies) costs 2-4x the transforms themselves; training
+    never reads it. Evaluation pipelines keep their metadata (HD95 may read the voxel spacing from the affine).
+    """
+
+    def __call__(self, data, *args, **kwargs):
+        previous = get_track_meta()
+        set_track_meta(False)
+        try:
+            return super().__call__(data, *args, **kwargs)
+        finally:
+            set_track_meta(previous)
+
+
+class PlainTensors(Transform):
+    """MetaTensors of an item -> plain tensors: the last cached step of training pipelines (CacheDataset deep-copies
+    the cached item for every draw, and copying metadata costs more than the copy of the voxels)."""
+
+    def __call__(self, item: Mapping) -> dict:
+        return {k: v.as_tensor() if isinstance(v, MetaTensor) else v for k, v in item.items()}
+
+
+def per_epoch_without_meta(pipeline: Compose) -> Compose:
+    """`pipeline` with plain tensors from its first random step on, and those steps wrapped in WithoutMeta
+    (CacheDataset still caches the deterministic steps before them)."""
+    steps = list(pipeline.transforms)
+    first = next((i for i, t in enumerate(steps) if isinstance(t, Randomizable)), len(steps))
+    return Compose(steps[:first] + [PlainTensors(), WithoutMeta(steps[first:])])
+
+
 def build_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
-    """The pipeline for cfg["dataset"] and `task` (pretrain|classify|segment)."""
+    """The pipeline for cfg["dataset"] and `task` (pretrain|classify|segment); training pipelines run their
+    random steps without metadata (`WithoutMeta`)."""
+    pipeline = _dataset_transforms(cfg, task, train)
+    return per_epoch_without_meta(pipeline) if train else pipeline
+
+
+def _dataset_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
     dataset = cfg["dataset"]
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
