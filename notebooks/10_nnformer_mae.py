@@ -47,7 +47,7 @@ ctx.save_figure(fig, "curves_pretrain_nnformer_btcv", "btcv")
 # ## 2. The comparison table
 # UNETR from scratch is reused from notebook 06 (same runs). Swin-UNETR is MONAI's implementation. TransUNet is
 # a 2D model and is listed with the paper's number only. Swin-UNETR halves its resolution five times, so it needs
-# crops of at least 64³ voxels, which are slow on a laptop CPU: in the `tiny` profile it is a two-step smoke test
+# crops of at least 64³ voxels, which are slow on a laptop CPU: in the `tiny` profile it is a one-step smoke test
 # (does it build, train and evaluate?) run for the first seed only, and its row shows an untrained network.
 
 # %%
