@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -23,7 +24,8 @@ _SHARED: dict[str, Any] = {}  # what forked workers inherit: the stage and the c
 
 
 def default_jobs(cfg: Mapping, n_runs: int) -> int:
-    """How many runs at once: $SELFMAE_JOBS when set, else one per CPU core when training on the CPU, else 1."""
+    """How many runs at once: $SELFMAE_JOBS when set, else one per CPU core when training on the CPU of a Linux
+    machine, else 1 (on a GPU runs take turns; macOS and Windows can't fork a process that has used torch safely)."""
     from selfmae.train import resolve_device
 
     env = os.environ.get("SELFMAE_JOBS")
@@ -31,7 +33,7 @@ def default_jobs(cfg: Mapping, n_runs: int) -> int:
         if not env.isdigit() or int(env) < 1:
             raise ValueError(f"SELFMAE_JOBS={env!r}: expected a positive integer")
         jobs = int(env)
-    elif resolve_device(cfg["train"]["device"]).type == "cpu":
+    elif sys.platform.startswith("linux") and resolve_device(cfg["train"]["device"]).type == "cpu":
         jobs = os.cpu_count() or 1
     else:
         jobs = 1  # one GPU: runs in turn (and never fork a process that may hold a CUDA context)
