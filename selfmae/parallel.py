@@ -63,7 +63,11 @@ def run_many(stage: Callable[..., Any], runs: Sequence[tuple[Mapping, Path]], da
             if on_done:
                 on_done(i, results[-1])
         return results
+    from selfmae.train import resolve_device, resolve_precision
+
     threads = max(1, (os.cpu_count() or 1) // jobs)
+    # say a precision fallback once, here, rather than once in every worker
+    resolve_precision(runs[0][0]["train"]["precision"], resolve_device(runs[0][0]["train"]["device"]))
     # torch's first use_deterministic_algorithms() imports torch._inductor (~1 s): pay that once, before forking
     torch.use_deterministic_algorithms(torch.are_deterministic_algorithms_enabled(),
                                        warn_only=torch.is_deterministic_algorithms_warn_only_enabled())

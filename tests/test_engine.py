@@ -201,8 +201,12 @@ def test_param_groups_no_decay_and_layer_decay(monkeypatch):
 
 def test_bf16_falls_back_to_fp32_without_native_support(monkeypatch, caplog):
     monkeypatch.setattr(device_mod, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(device_mod, "_fallback_told", False)
     assert resolve_precision("bf16", torch.device("cpu")) is None
     assert "bf16" in caplog.text
+    caplog.clear()
+    assert resolve_precision("bf16", torch.device("cpu")) is None
+    assert "bf16" not in caplog.text  # said once per process, not once per run
     monkeypatch.setattr(device_mod, "cpu_has_native_bf16", lambda: True)
     assert resolve_precision("bf16", torch.device("cpu")) is torch.bfloat16
     assert resolve_precision("fp32", torch.device("cpu")) is None

@@ -6,7 +6,7 @@ import torch
 
 from selfmae.parallel import default_jobs, run_many
 
-CPU_CFG = {"train": {"device": "cpu"}}
+CPU_CFG = {"train": {"device": "cpu", "precision": "fp32"}}
 
 
 def fake_stage(cfg, out_dir, datasets=None):
@@ -18,7 +18,7 @@ def fake_stage(cfg, out_dir, datasets=None):
 
 
 def test_runs_in_forked_workers_in_order_sharing_unpicklable_datasets(tmp_path):
-    runs = [({"x": x}, tmp_path / f"run{x}") for x in range(5)]
+    runs = [({"x": x, **CPU_CFG}, tmp_path / f"run{x}") for x in range(5)]
     seen = []
     results = run_many(fake_stage, runs, {"square": lambda x: x * x}, jobs=2, on_done=lambda i, r: seen.append(i))
     assert [r["value"] for r in results] == [0, 1, 4, 9, 16]
@@ -35,7 +35,7 @@ def test_one_job_runs_here_in_order(tmp_path):
 
 
 def test_a_failing_run_raises_its_error_in_the_parent(tmp_path):
-    runs = [({"x": 1}, tmp_path / "ok"), ({"x": 2, "fail": True}, tmp_path / "bad")]
+    runs = [({"x": 1, **CPU_CFG}, tmp_path / "ok"), ({"x": 2, "fail": True, **CPU_CFG}, tmp_path / "bad")]
     with pytest.raises(RuntimeError, match="bad failed on purpose"):
         run_many(fake_stage, runs, {"square": lambda x: x * x}, jobs=2)
 

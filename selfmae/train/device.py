@@ -49,13 +49,19 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+_fallback_told = False  # the fp32 fallback is said once per process (and forked workers inherit that it was)
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for `train.precision` on `device`, or None for plain fp32."""
+    global _fallback_told
     if precision == "fp32":
         return None
     if device.type == "cuda" or cpu_has_native_bf16():
         return torch.bfloat16
-    log.warning("train.precision = 'bf16' but this CPU has no native bf16 (AVX512-BF16/AMX); running in fp32")
+    if not _fallback_told:
+        log.warning("train.precision = 'bf16' but this CPU has no native bf16 (AVX512-BF16/AMX): training in fp32")
+        _fallback_told = True
     return None
 
 
