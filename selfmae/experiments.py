@@ -61,7 +61,7 @@ def build_data(cfg: Mapping, task: str | None = None, check: bool = True) -> dic
     data_cfg = dict(cfg["data"], data_dir=str(resolve_data_dir(cfg)))
     fraction = data_cfg.pop("label_fraction", 1.0)
     if check:
-        require_valid(data_cfg["dataset"], data_cfg["data_dir"])
+        require_valid(data_cfg["dataset"], data_cfg["data_dir"], memo_dir=REPO_ROOT / "runs" / ".data-checks")
     datasets = build_datasets(data_cfg, task or cfg["task"])
     if fraction < 1.0:
         datasets = dict(datasets, train=label_subset(datasets["train"], fraction, data_cfg.get("split_seed", 0)))

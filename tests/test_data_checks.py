@@ -180,3 +180,22 @@ def test_every_problem_is_reported_not_just_the_first(base, tmp_path):
         assert name in text
     with pytest.raises(ValueError, match=r"3 problem\(s\)"):
         require_valid("btcv", root)
+
+
+def test_a_passed_check_is_remembered_until_a_file_changes(base, tmp_path, monkeypatch):
+    import selfmae.data.checks as checks_mod
+
+    root = phantom_copy("btcv", base, tmp_path)
+    memo, calls, real = tmp_path / "memo", [], checks_mod.check_data
+    monkeypatch.setattr(checks_mod, "check_data", lambda *a: calls.append(a) or real(*a))
+    require_valid("btcv", root, memo)
+    require_valid("btcv", root, memo)  # unchanged data: remembered, not read again
+    assert len(calls) == 1 and len(list(memo.glob("btcv-*.ok"))) == 1
+    volume = sorted(root.rglob("*.nii.gz"))[0]
+    volume.write_bytes(volume.read_bytes()[:200])  # truncated: the listing changes, so it is checked again
+    with pytest.raises(DataError, match=volume.name):
+        require_valid("btcv", root, memo)
+    assert len(calls) == 2
+    with pytest.raises(DataError):  # a failed check is never remembered
+        require_valid("btcv", root, memo)
+    assert len(calls) == 3

@@ -6,11 +6,14 @@ label-value checks need the voxels.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+
+from selfmae.io import atomic_write_text
 
 from .brats import DATASET_JSON_KEYS, find_root, read_brats
 from .btcv import read_btcv
@@ -161,8 +164,33 @@ def check_data(dataset: str, data_dir: str | os.PathLike) -> list[DataProblem]:
     return CHECKS[check_dataset_name(dataset)](Path(data_dir))
 
 
-def require_valid(dataset: str, data_dir: str | os.PathLike) -> None:
-    """Raise DataError (a ValueError) listing every problem, each with its file; do nothing when all is well."""
+def require_valid(dataset: str, data_dir: str | os.PathLike, memo_dir: str | os.PathLike | None = None) -> None:
+    """Raise DataError (a ValueError) listing every problem, each with its file; do nothing when all is well.
+
+    memo_dir: remember a passed check there, keyed on the dataset's file listing (paths, sizes, modification
+    times) and this checker's code, so that later runs on unchanged data skip re-reading every volume (minutes
+    on the real datasets). Any change to the files or the checker checks again; failures are never remembered.
+    """
+    marker = None
+    if memo_dir is not None:
+        marker = Path(memo_dir) / f"{check_dataset_name(dataset)}-{data_fingerprint(data_dir)}.ok"
+        if marker.exists():
+            return
     problems = check_data(dataset, data_dir)
     if problems:
         raise DataError(problems, dataset, data_dir)
+    if marker is not None:
+        atomic_write_text(marker, f"{Path(data_dir).resolve()}\n")
+
+
+def data_fingerprint(data_dir: str | os.PathLike) -> str:
+    """sha1 of (relative path, size, mtime) of every file under `data_dir` (or of the file itself) and of this
+    module's source: what a remembered check depends on."""
+    root = Path(data_dir).resolve()
+    digest = hashlib.sha1(Path(__file__).read_bytes())
+    digest.update(str(root).encode())
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    for path in files:
+        name, st = (path.name if path == root else path.relative_to(root)), path.stat()
+        digest.update(f"{name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
