@@ -103,7 +103,8 @@ def btcv_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
     ]
     if task == "segment":
         steps.append(MapLabelValued("label", *organ_mapping(int(cfg.get("organs", 8))), dtype=np.uint8))
-    steps += [CropForegroundd(keys, source_key="image"), SpatialPadd(keys, spatial_size=roi), EnsureTyped(keys, dtype=torch.float32)]
+    steps += [CropForegroundd(keys, source_key="image"), SpatialPadd(keys, spatial_size=roi),
+              EnsureTyped(keys, dtype=torch.float32)]
     if train and task == "segment":  # fg/bg voxel lists are computed once (cached), not for every crop
         steps += [FgBgToIndicesd("label", image_key="image", image_threshold=0),
                   RandCropByPosNegLabeld(keys, label_key="label", spatial_size=roi, pos=1, neg=1,
@@ -118,7 +119,7 @@ def btcv_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
     if train:
         steps += _flips(keys, 3, 0.1) + [RandRotate90d(keys, prob=0.1, max_k=3)]
     if task == "segment":
-        steps.append(EnsureTyped("label", dtype=torch.long, track_meta=not train))
+        steps.append(EnsureTyped("label", dtype=torch.long))
     return Compose(steps)
 
 

@@ -85,7 +85,6 @@ def evaluate_segmentation(model: Callable[[torch.Tensor], torch.Tensor], loader:
         raise ValueError(f"{len(idx)} class_indices for {k} class_names")
     rows: list[dict[str, Any]] = []
     dice_all, hd_all = [], []
-    columns = ["case_id", "class", "dice"] + ["hd95_mm"] * hd95
     for n, batch in enumerate(loader):
         image = batch["image"].to(device)
         logits = sliding_window_predict(model, image, roi_size, sw_batch_size, overlap, mode)
@@ -96,15 +95,20 @@ def evaluate_segmentation(model: Callable[[torch.Tensor], torch.Tensor], loader:
             v = dice_hd95(pred[b:b + 1], target[b:b + 1], case_spacing(batch["image"], b, spacing), class_names,
                           hd95=hd95)
             dice_all.append(v["dice"][0])
-            hd_all.append(v["hd95"][0] if hd95 else np.full(k, np.nan))
-            rows += [dict(zip(columns, [str(ids[b]), name, float(v["dice"][0, c]), float(hd_all[-1][c])]))
-                     for c, name in enumerate(class_names)]
+            case_rows = [{"case_id": str(ids[b]), "class": name, "dice": float(v["dice"][0, c])}
+                         for c, name in enumerate(class_names)]
+            if hd95:
+                hd_all.append(v["hd95"][0])
+                for c, row in enumerate(case_rows):
+                    row["hd95_mm"] = float(v["hd95"][0, c])
+            rows += case_rows
     values = {"names": list(class_names), "dice": np.array(dice_all).reshape(-1, k)}
     if hd95:
         values["hd95"] = np.array(hd_all).reshape(-1, k)
     if out_csv is not None:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=["case_id", "class", "dice"] + ["hd95_mm"] * hd95,
+                                lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
         atomic_write_text(out_csv, buf.getvalue())

@@ -89,7 +89,7 @@ def summarize_segmentation(values: dict[str, Any]) -> dict[str, float]:
     """Means over cases per class (NaN ignored), then over classes: keys dice, hd95, dice/<name>, hd95/<name>
     (the hd95 keys only when `values` holds HD95)."""
     out: dict[str, float] = {}
-    for metric in ("dice", "hd95")[:1 + ("hd95" in values)]:
+    for metric in [m for m in ("dice", "hd95") if m in values]:
         per_class = [_nanmean(values[metric][:, c]) for c in range(len(values["names"]))]
         out[metric] = _nanmean(np.asarray(per_class))
         out.update({f"{metric}/{n}": v for n, v in zip(values["names"], per_class)})
