@@ -64,13 +64,16 @@ def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, f
 
 
 def format_ci(values: Sequence[float], scale: float = 1.0, digits: int = 2) -> str:
-    """'81.20 ± 3.40' (n seeds), '81.20 (n=1)' or 'n/a'."""
+    """'81.20 ± 3.40' (n seeds), '81.20 (n=1)' or 'n/a'; seeds whose value is missing or NaN are not averaged
+    silently: the cell says how many were left out, e.g. '81.20 ± 3.40 (1 of 3 NaN)'."""
+    values = list(values)
     mean, half, n = mean_ci([v * scale for v in values if v is not None])
+    dropped = f" ({len(values) - n} of {len(values)} NaN)" if 0 < n < len(values) else ""
     if n == 0:
         return "n/a"
     if n == 1:
-        return f"{mean:.{digits}f} (n=1)"
-    return f"{mean:.{digits}f} ± {half:.{digits}f}"
+        return f"{mean:.{digits}f} (n=1){dropped}"
+    return f"{mean:.{digits}f} ± {half:.{digits}f}{dropped}"
 
 
 def ours_vs_paper(paper_rows: Mapping[str, Mapping[str, object]], ours: Mapping[str, Sequence[Mapping[str, float]]],
@@ -101,18 +104,34 @@ def _fmt(value: object) -> str:
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
-def write_table(df: pd.DataFrame, name: str, out_dir: str | Path, stamp: Stamp, caption: str) -> dict[str, Path]:
-    """Write `name`.csv/.md/.tex atomically; each holds the caption and the stamp. Returns the paths."""
+def write_table(df: pd.DataFrame, name: str, out_dir: str | Path, stamp: Stamp, caption: str,
+                note: str | None = None) -> dict[str, Path]:
+    """Write `name`.csv/.md/.tex atomically; each holds the caption, the footnote and the stamp. Returns the paths.
+
+    note: a footnote (e.g. how a metric was computed); default `df.attrs["note"]`, which the table builders below
+    set for segmentation tables (the Dice/HD95 conventions of `selfmae.eval.metrics.SEGMENTATION_CONVENTION`).
+    """
     out_dir = Path(out_dir)
     stamp_line = f"stamp: {stamp}"
+    note = note or df.attrs.get("note") or ""
     paths = {
-        "csv": atomic_write_text(out_dir / f"{name}.csv", f"# {caption}\n# {stamp_line}\n" + df.to_csv(index=False)),
-        "md": atomic_write_text(out_dir / f"{name}.md",
-                                f"**{caption}**\n\n{to_markdown(df)}\n\n_{stamp_line}_\n"),
-        "tex": atomic_write_text(out_dir / f"{name}.tex", f"% {stamp_line}\n" + df.to_latex(
-            index=False, caption=caption, label=f"tab:{name}", escape=True).replace("±", r"$\pm$")),
+        "csv": atomic_write_text(out_dir / f"{name}.csv", f"# {caption}\n" + (f"# note: {note}\n" if note else "")
+                                 + f"# {stamp_line}\n" + df.to_csv(index=False)),
+        "md": atomic_write_text(out_dir / f"{name}.md", f"**{caption}**\n\n{to_markdown(df)}\n\n"
+                                + (f"Note: {note}\n\n" if note else "") + f"_{stamp_line}_\n"),
+        "tex": atomic_write_text(out_dir / f"{name}.tex", f"% {stamp_line}\n" + (f"% note: {note}\n" if note else "")
+                                 + df.to_latex(index=False, caption=f"{caption} {note}".strip(), label=f"tab:{name}",
+                                               escape=True).replace("±", r"$\pm$")),
     }
     return paths
+
+
+def segmentation_note(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with the Dice/HD95 conventions as its footnote (`df.attrs["note"]`, written by `write_table`)."""
+    from selfmae.eval.metrics import SEGMENTATION_CONVENTION
+
+    df.attrs["note"] = SEGMENTATION_CONVENTION
+    return df
 
 
 def to_markdown(df: pd.DataFrame) -> str:
@@ -143,7 +162,7 @@ def table1_btcv(ours: Runs, label: str = "ours") -> pd.DataFrame:
             for name, r in t["rows"].items()}
     cols = [("Avg DSC", "dice", 100.0), ("Avg HD95", "hd95", 1.0)]
     cols += [(organ, f"dice/{organ}", 100.0) for organ in t["organs"]]
-    return ours_vs_paper(rows, ours, cols, t["reproduced_rows"], label)
+    return segmentation_note(ours_vs_paper(rows, ours, cols, t["reproduced_rows"], label))
 
 
 def table1_btcv_hd95(ours: Runs, label: str = "ours") -> pd.DataFrame:
@@ -151,7 +170,7 @@ def table1_btcv_hd95(ours: Runs, label: str = "ours") -> pd.DataFrame:
     t = paper_results()["selfmedmae"]["table1_btcv"]
     rows = {name: {"Avg HD95": r["avg_hd95"]} for name, r in t["rows"].items()}
     cols = [("Avg HD95", "hd95", 1.0)] + [(o, f"hd95/{o}", 1.0) for o in t["organs"]]
-    return ours_vs_paper(rows, ours, cols, t["reproduced_rows"], label)
+    return segmentation_note(ours_vs_paper(rows, ours, cols, t["reproduced_rows"], label))
 
 
 def table2_cxr14(ours: Runs, epochs: Mapping[str, int], label: str = "ours") -> pd.DataFrame:
@@ -184,7 +203,7 @@ def table3_brats(ours: Runs, ours_code_et: Runs, label: str = "ours") -> pd.Data
             ("Avg HD95 (ET=2)", "code/hd95", 1.0), ("WT DSC", "dice/WT", 100.0), ("WT HD95", "hd95/WT", 1.0),
             ("ET=3 DSC", "dice/ET", 100.0), ("ET=3 HD95", "hd95/ET", 1.0), ("ET=2 DSC", "code/dice/ET", 100.0),
             ("ET=2 HD95", "code/hd95/ET", 1.0), ("TC DSC", "dice/TC", 100.0), ("TC HD95", "hd95/TC", 1.0)]
-    return ours_vs_paper(rows, merged, cols, t["reproduced_rows"], label)
+    return segmentation_note(ours_vs_paper(rows, merged, cols, t["reproduced_rows"], label))
 
 
 def _with_code_et(summary: Mapping, code_summary: Mapping) -> dict:
@@ -213,7 +232,7 @@ def table3_ablation(dataset: str, ours: Mapping[tuple[float, int], Sequence[Mapp
             mine.update({f"{n} DSC": format_ci([s.get(f"dice/{n.split('=')[0]}", np.nan) for s in runs], 100.0)
                          if runs else "not run" for n in ("WT", "ET=3", "TC")})
         records.append({**base, **mine})
-    return pd.DataFrame.from_records(records).fillna("–")
+    return segmentation_note(pd.DataFrame.from_records(records).fillna("–"))
 
 
 def epochs_to_reach(history: pd.DataFrame, metric: str, fraction: float = 0.95) -> float:
@@ -236,4 +255,4 @@ def nnformer_comparison(ours: Runs, label: str = "ours") -> pd.DataFrame:
         records.append({"Model": r["model"], "Source": f"{label} (n={len(runs)})",
                         "Avg DSC": format_ci([s["dice"] for s in runs], 100.0) if runs
                         else f"not run ({r.get('note', 'no runs')})"})
-    return pd.DataFrame.from_records(records)
+    return segmentation_note(pd.DataFrame.from_records(records))

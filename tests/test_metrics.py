@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from selfmae.eval import dice_hd95, evaluate_segmentation, mean_auc, sliding_window_predict, summarize_segmentation
+from selfmae.eval.metrics import worst_hd95
 
 
 def cube(shape=(12, 12, 12), lo=(4, 4, 2), size=4) -> torch.Tensor:
@@ -63,15 +64,49 @@ def test_shifted_cube_hd95_in_mm_with_anisotropic_spacing():
     assert v["hd95"][0, 0] == pytest.approx(1.6)
 
 
-def test_empty_masks_give_nan_and_are_left_out_of_means():
-    gt = torch.cat([cube(), cube(), torch.zeros_like(cube())], 1)          # class 3 absent in ground truth
-    pred = torch.cat([cube(), torch.zeros_like(cube()), cube()], 1)        # class 2 missed entirely
-    v = dice_hd95(pred, gt, spacing=(1, 1, 1), names=["hit", "missed", "absent"])
-    assert v["dice"][0].tolist()[:2] == [1.0, 0.0] and math.isnan(v["dice"][0, 2])
-    assert v["hd95"][0, 0] == 0.0 and math.isnan(v["hd95"][0, 1]) and math.isnan(v["hd95"][0, 2])
+def test_missed_false_positive_and_absent_structures_follow_the_stated_conventions():
+    """Missed or spurious: Dice 0 and HD95 = the image diagonal in mm; absent from both: Dice 1, HD95 0."""
+    gt = torch.cat([cube(), cube(), torch.zeros_like(cube()), torch.zeros_like(cube())], 1)
+    pred = torch.cat([cube(), torch.zeros_like(cube()), cube(), torch.zeros_like(cube())], 1)
+    v = dice_hd95(pred, gt, spacing=(1, 1, 2), names=["hit", "missed", "spurious", "absent"])
+    diagonal = math.sqrt(12 ** 2 + 12 ** 2 + 24 ** 2)
+    assert v["status"][0].tolist() == ["present", "missed", "false_positive", "absent"]
+    assert v["dice"][0].tolist() == [1.0, 0.0, 0.0, 1.0]
+    assert v["hd95"][0].tolist() == pytest.approx([0.0, diagonal, diagonal, 0.0])
     s = summarize_segmentation(v)
-    assert s["dice"] == pytest.approx(0.5) and s["hd95"] == pytest.approx(0.0)
-    assert math.isnan(s["dice/absent"])
+    assert s["dice"] == pytest.approx(0.5) and s["hd95"] == pytest.approx(diagonal / 2)
+    assert (s["n_missed"], s["n_false_positive"], s["n_absent"], s["n_missed/missed"]) == (1, 1, 1, 1)
+
+
+def test_brats_worst_hd95_is_the_image_diagonal():
+    assert worst_hd95((240, 240, 155), (1, 1, 1)) == pytest.approx(373.13, abs=0.005)
+
+
+def test_missing_an_organ_never_scores_better_than_finding_it():
+    """The issue's four cases: found every time 2 voxels off vs exact once and missed three times."""
+    gt = cube(lo=(4, 4, 2))
+    near = dice_hd95(torch.cat([cube(lo=(4, 4, 4))] * 4), torch.cat([gt] * 4))
+    flaky = dice_hd95(torch.cat([gt] + [torch.zeros_like(gt)] * 3), torch.cat([gt] * 4))
+    s_near, s_flaky = summarize_segmentation(near), summarize_segmentation(flaky)
+    assert s_near["hd95"] == pytest.approx(2.0)
+    assert s_flaky["hd95"] == pytest.approx(3 * worst_hd95((12, 12, 12)) / 4) and s_flaky["hd95"] > s_near["hd95"]
+    assert s_flaky["n_missed"] == 3
+
+
+def test_excluding_empty_structures_is_counted_and_never_silent():
+    gt = torch.cat([cube(), torch.zeros_like(cube())], 1)
+    v = dice_hd95(gt, gt, names=["organ", "never"], empty="exclude")
+    assert math.isnan(v["dice"][0, 1]) and math.isnan(v["hd95"][0, 1])
+    s = summarize_segmentation(v)
+    assert s["n_excluded"] == 1 and math.isnan(s["dice/never"]) and math.isnan(s["dice"])   # not dropped
+    with pytest.raises(ValueError, match="empty must be"):
+        dice_hd95(gt, gt, empty="ignore")
+
+
+def test_an_unexplained_nan_in_a_mean_is_an_error():
+    values = {"names": ["a", "b"], "dice": np.array([[1.0, np.nan]])}
+    with pytest.raises(ValueError, match="without a stated convention"):
+        summarize_segmentation(values)
 
 
 def test_shape_mismatch_is_an_error():
@@ -108,13 +143,13 @@ def test_sliding_window_evaluation_of_a_perfect_model_and_per_case_csv(tmp_path)
     rows = list(csv.DictReader(open(tmp_path / "cases.csv")))
     assert [(r["case_id"], r["class"]) for r in rows] == [("p1", "spleen"), ("p1", "liver"), ("p,2", "spleen"),
                                                           ("p,2", "liver")]
-    assert float(rows[0]["dice"]) == 1.0
+    assert float(rows[0]["dice"]) == 1.0 and rows[0]["status"] == "present"
 
     # validation's Dice-only mode: the same Dice, no HD95 keys or column
     quick = evaluate_segmentation(model, loader, kind="btcv", roi_size=(8, 8, 8), class_names=["spleen", "liver"],
                                   spacing=(1.5, 1.5, 2.0), out_csv=tmp_path / "quick.csv", hd95=False)
     assert quick.summary == {k: v for k, v in res.summary.items() if not k.startswith("hd95")}
-    assert list(csv.DictReader(open(tmp_path / "quick.csv")))[0].keys() == {"case_id", "class", "dice"}
+    assert list(csv.DictReader(open(tmp_path / "quick.csv")))[0].keys() == {"case_id", "class", "dice", "status"}
 
 
 def test_brats_regions_are_thresholded_sigmoids():
@@ -122,4 +157,5 @@ def test_brats_regions_are_thresholded_sigmoids():
     model = lambda x: (target * 2 - 1) * 10     # noqa: E731 (logits agreeing with the target)
     res = evaluate_segmentation(model, [{"image": torch.zeros(1, 4, 12, 12, 12), "label": target}], kind="brats",
                                 roi_size=(12, 12, 12), class_names=["TC", "WT", "ET"], spacing=(1, 1, 1))
-    assert res.summary["dice/TC"] == 1.0 and res.summary["dice/WT"] == 1.0 and math.isnan(res.summary["dice/ET"])
+    assert res.summary["dice/TC"] == 1.0 and res.summary["dice/WT"] == 1.0
+    assert res.summary["dice/ET"] == 1.0 and res.summary["n_absent/ET"] == 1    # absent from both: stated, counted

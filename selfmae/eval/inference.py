@@ -72,19 +72,21 @@ def evaluate_segmentation(model: Callable[[torch.Tensor], torch.Tensor], loader:
                           class_indices: Sequence[int] | None = None, spacing: Sequence[float] | None = None,
                           sw_batch_size: int = 1, overlap: float = 0.5, mode: str = "constant",
                           device: torch.device | str = "cpu", out_csv: str | Path | None = None,
-                          hd95: bool = True) -> SegmentationResult:
+                          hd95: bool = True, empty: str = "perfect") -> SegmentationResult:
     """Dice/HD95 of `model` on whole volumes from `loader` (items with "image", "label", optional "case_id").
 
     class_indices: output channels to evaluate, in `class_names` order (btcv default 1..K, brats 0..K-1).
-    out_csv: also write the per-case rows (case_id, class, dice[, hd95_mm]) there, atomically.
+    out_csv: also write the per-case rows (case_id, class, dice[, hd95_mm], status) there, atomically; status
+    says which convention of `selfmae.eval.metrics` scored the row (present / missed / false_positive / absent).
     hd95: also compute HD95 in mm (False: Dice only, as validation during training does).
+    empty: the convention for a class absent from both truth and prediction ("perfect" or "exclude").
     """
     k = len(class_names)
     idx = list(class_indices) if class_indices is not None else list(range(1, k + 1) if kind == "btcv" else range(k))
     if len(idx) != k:
         raise ValueError(f"{len(idx)} class_indices for {k} class_names")
     rows: list[dict[str, Any]] = []
-    dice_all, hd_all = [], []
+    dice_all, hd_all, status_all = [], [], []
     for n, batch in enumerate(loader):
         image = batch["image"].to(device)
         logits = sliding_window_predict(model, image, roi_size, sw_batch_size, overlap, mode)
@@ -93,21 +95,25 @@ def evaluate_segmentation(model: Callable[[torch.Tensor], torch.Tensor], loader:
         ids = batch.get("case_id", [f"case{n}_{b}" for b in range(image.shape[0])])
         for b in range(image.shape[0]):
             v = dice_hd95(pred[b:b + 1], target[b:b + 1], case_spacing(batch["image"], b, spacing), class_names,
-                          hd95=hd95)
+                          hd95=hd95, empty=empty)
             dice_all.append(v["dice"][0])
+            status_all.append(v["status"][0])
             case_rows = [{"case_id": str(ids[b]), "class": name, "dice": float(v["dice"][0, c])}
                          for c, name in enumerate(class_names)]
             if hd95:
                 hd_all.append(v["hd95"][0])
                 for c, row in enumerate(case_rows):
                     row["hd95_mm"] = float(v["hd95"][0, c])
+            for c, row in enumerate(case_rows):
+                row["status"] = str(v["status"][0, c])
             rows += case_rows
-    values = {"names": list(class_names), "dice": np.array(dice_all).reshape(-1, k)}
+    values = {"names": list(class_names), "dice": np.array(dice_all).reshape(-1, k),
+              "status": np.array(status_all, dtype=object).reshape(-1, k), "empty": empty}
     if hd95:
         values["hd95"] = np.array(hd_all).reshape(-1, k)
     if out_csv is not None:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=["case_id", "class", "dice"] + ["hd95_mm"] * hd95,
+        writer = csv.DictWriter(buf, fieldnames=["case_id", "class", "dice"] + ["hd95_mm"] * hd95 + ["status"],
                                 lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
