@@ -108,6 +108,13 @@ def main(argv: list[str] | None = None) -> int:
         for problem in problems:
             print(f"ERROR {problem}", file=sys.stderr)
         print(f"{args.dataset} at {args.data_dir}: {len(problems)} problem(s)")
+        if args.dataset == "brats" and not problems:
+            from selfmae.data.brats import region_ids
+
+            for convention in ("dataset_json", "selfmedmae_code"):
+                regions = region_ids(args.data_dir, convention)
+                print(f"regions ({convention}), label ids as dataset.json declares them: "
+                      + ", ".join(f"{r}={list(ids)}" for r, ids in regions.items()))
         return 1 if problems else 0
     if args.command == "reproduce":
         from selfmae.runner import reproduce

@@ -65,13 +65,30 @@ def build_data(cfg: Mapping, task: str | None = None, check: bool = True) -> dic
     datasets = build_datasets(data_cfg, task or cfg["task"])
     if fraction < 1.0:
         datasets = dict(datasets, train=label_subset(datasets["train"], fraction, data_cfg.get("split_seed", 0)))
+    require_nonempty(datasets, data_cfg, fraction)
     return datasets
+
+
+def require_nonempty(datasets: Mapping, data_cfg: Mapping, fraction: float = 1.0) -> None:
+    """Raise DataError naming each split that ended up empty after splitting (and the settings that split it),
+    so that no run starts training on data it cannot validate or score."""
+    from selfmae.data import DataError, DataProblem
+
+    empty = [name for name, ds in datasets.items() if len(ds) == 0]
+    if empty:
+        settings = {k: data_cfg[k] for k in ("val_fraction", "split_seed", "max_images") if data_cfg.get(k) is not None}
+        settings.update({"label_fraction": fraction} if fraction < 1.0 else {})
+        raise DataError([DataProblem(str(data_cfg["data_dir"]), f"split {name!r} is empty after splitting "
+                                                                f"(settings {settings})") for name in empty],
+                        data_cfg["dataset"], data_cfg["data_dir"])
 
 
 def label_subset(dataset: Dataset, fraction: float, seed: int) -> Subset:
     """A seeded subset of `fraction` of the labelled training cases (at least one), for label-efficiency sweeps."""
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"data.label_fraction must be in (0, 1], got {fraction}")
+    if len(dataset) == 0:
+        raise ValueError(f"data.label_fraction={fraction}: the training split to take it from is empty")
     n = max(1, round(fraction * len(dataset)))
     order = np.random.default_rng(seed).permutation(len(dataset))
     return Subset(dataset, sorted(order[:n].tolist()))

@@ -15,10 +15,11 @@ import numpy as np
 
 from selfmae.io import atomic_write_text
 
-from .brats import DATASET_JSON_KEYS, find_root, read_brats
-from .btcv import read_btcv
-from .common import DataError, DataProblem, check_dataset_name, load_nifti, read_json
-from .cxr14 import SPLIT_LISTS, find_csv, image_index, read_entries
+from .brats import BRATS_REGIONS, find_root, read_brats, regions_from_spec
+from .btcv import _raw_root, extras_problem, raw_layout_extras, read_btcv
+from .common import DataError, DataProblem, check_dataset_name, load_nifti, read_json, seeded_holdout
+from .cxr14 import SPLIT_LISTS, empty_split_problems, find_csv, image_index, read_entries
+from .dataset_json import channel_names, label_ids, missing_keys
 from .medmnist import SPLITS, load_npz, medmnist_file
 
 PNG_MODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "I;16": 1, "I;16B": 1, "I": 1, "P": 1}
@@ -63,6 +64,12 @@ def check_cxr14(data_dir: Path) -> list[DataProblem]:
                 problems.append(DataProblem(str(data_dir / "images" / name), f"listed in {fname} but not found"))
             else:
                 problems += _check_png(data_dir / index[name])
+    if "train_val_list.txt" in lists and entries:   # the validation split the readers will carve, by patient
+        patients = [entries[n][1] for n in lists["train_val_list.txt"] if n in entries]
+        held = seeded_holdout(patients, 0.1, 0)
+        sizes = {"train": sum(p not in held for p in patients), "val": sum(p in held for p in patients),
+                 "test": len(lists.get("test_list.txt", [None]))}
+        problems += empty_split_problems(data_dir, sizes, set(patients), 0.1)
     return problems
 
 
@@ -85,11 +92,24 @@ def _check_volume(path: str, ndim: int, channels: int | None = None) -> tuple[li
     return problems, (shape, affine, data)
 
 
-def _check_pairs(items: Iterable[dict], ndim: int, channels: int | None, label_values: set[int]) -> list[DataProblem]:
-    """Each image and its label: readable, shapes and affines agree, label values within `label_values`."""
+def _check_image(image: str | list[str], ndim: int, channels: int | None) -> tuple[list[DataProblem], tuple | None]:
+    """_check_volume of one image file, or of each channel file of a case stored one file per channel."""
+    if isinstance(image, str):
+        return _check_volume(image, ndim, channels)
+    if channels is not None and len(image) != channels:
+        return [DataProblem(image[0], f"expected {channels} channel files, found {len(image)}")], None
+    found = [_check_volume(path, ndim - 1) for path in image]
+    problems = [p for f, _ in found for p in f]
+    return problems, (None if problems else found[0][1])
+
+
+def _check_pairs(items: Iterable[dict], ndim: int, channels: int | None, label_values: set[int],
+                 seen: set[int] | None = None) -> list[DataProblem]:
+    """Each image and its label: readable, shapes and affines agree, label values within `label_values`.
+    Label values found are added to `seen` when given."""
     problems: list[DataProblem] = []
     for item in items:
-        found, img = _check_volume(item["image"], ndim, channels)
+        found, img = _check_image(item["image"], ndim, channels)
         problems += found
         if "label" not in item:
             continue
@@ -97,11 +117,14 @@ def _check_pairs(items: Iterable[dict], ndim: int, channels: int | None, label_v
         problems += found
         if img is None or lab is None:
             continue
+        image_name = Path(item["image"] if isinstance(item["image"], str) else item["image"][0]).name
         if tuple(img[0][:3]) != tuple(lab[0]):
-            problems.append(DataProblem(item["label"], f"shape {lab[0]} does not match image {Path(item['image']).name} {img[0][:3]}"))
+            problems.append(DataProblem(item["label"], f"shape {lab[0]} does not match image {image_name} {img[0][:3]}"))
         elif not np.allclose(img[1], lab[1], atol=1e-3):
-            problems.append(DataProblem(item["label"], f"affine differs from image {Path(item['image']).name}"))
+            problems.append(DataProblem(item["label"], f"affine differs from image {image_name}"))
         values = np.unique(lab[2])
+        if seen is not None:
+            seen.update(int(v) for v in values.tolist())
         bad = [v for v in values.tolist() if v not in label_values]
         if bad:
             problems.append(DataProblem(item["label"], f"label values {bad[:10]} outside the expected {sorted(label_values)}"))
@@ -109,29 +132,47 @@ def _check_pairs(items: Iterable[dict], ndim: int, channels: int | None, label_v
 
 
 def check_btcv(data_dir: Path) -> list[DataProblem]:
-    """Both splits non-empty; each CT 3D, finite, with a 3D label of the same shape/affine, values 0..13."""
+    """Both splits non-empty; no file of the raw layout left untaken; each CT 3D, finite, with a 3D label of the
+    same shape/affine, values 0..13."""
+    raw = _raw_root(Path(data_dir))
+    extras = raw_layout_extras(raw) if raw is not None else []
     try:
         splits = read_btcv(data_dir)
     except DataError as err:
-        return list(err.problems)
-    return _check_pairs(splits["train"] + splits["val"], 3, None, set(range(14)))
+        return list(err.problems)           # holds the untaken files' problem too
+    problems = [extras_problem(raw, extras)] if extras else []
+    return problems + _check_pairs(splits["train"] + splits["val"], 3, None, set(range(14)))
 
 
 def check_brats(data_dir: Path) -> list[DataProblem]:
-    """dataset.json keys; each image 4D with one channel per "modality"; labels match and are in "labels"."""
+    """dataset.json (MSD or nnU-Net v2 form): its keys, labels the tumour regions can be built from; both splits
+    of the default 80/20 split non-empty; each image 4D with one channel per declared channel (or one file per
+    channel); labels match their image, hold only declared ids, and every region is present in some case."""
     try:
         root = find_root(data_dir)
         spec = read_json(root / "dataset.json")
-        splits = read_brats(data_dir, 0.0)
+        splits = read_brats(data_dir, 0.2)
     except DataError as err:
         return list(err.problems)
+    path = root / "dataset.json"
     problems = []
-    missing = [k for k in DATASET_JSON_KEYS if k not in spec]
+    missing = missing_keys(spec)
     if missing:
-        problems.append(DataProblem(str(root / "dataset.json"), f"missing key(s) {missing}"))
-    channels = len(spec.get("modality", {})) or 4
-    labels = {int(k) for k in spec.get("labels", {})} or {0, 1, 2, 3}
-    return problems + _check_pairs(splits["train"], 4, channels, labels)
+        problems.append(DataProblem(str(path), f"missing key(s) {missing}"))
+    try:
+        ids, declared = label_ids(spec, path)
+        regions = regions_from_spec(spec, "dataset_json", path)
+    except DataError as err:
+        return problems + list(err.problems)
+    channels = len(channel_names(spec)) or 4
+    labels = set(ids) | {i for r in declared.values() for i in r} or {0, 1, 2, 3}
+    seen: set[int] = set()
+    problems += _check_pairs(splits["train"] + splits["val"], 4, channels, labels, seen)
+    for region in BRATS_REGIONS:
+        if seen and not seen & set(regions[region]):
+            problems.append(DataProblem(str(path), f"region {region} (label id(s) {list(regions[region])} as "
+                                                   f"dataset.json declares) is empty in every label file"))
+    return problems
 
 
 def check_medmnist(data_dir: Path) -> list[DataProblem]:

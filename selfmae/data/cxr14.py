@@ -127,6 +127,19 @@ def load_png(path: str | Path) -> np.ndarray:
     return arr[None]
 
 
+def empty_split_problems(data_dir: Path, sizes: dict[str, int], patients: set[str],
+                         val_fraction: float) -> list[DataProblem]:
+    """A problem per split that the patient-wise split leaves empty, naming the list it comes from and why
+    (the validation split is carved from train_val by patient, so it needs at least two patients)."""
+    why = {"train": f"train_val's {len(patients)} patient(s) all went to the validation split",
+           "val": f"{SPLIT_LISTS['train_val']} names images of {len(patients)} patient(s) and the validation "
+                  f"split is carved by patient (val_fraction={val_fraction:g}): at least 2 patients are needed",
+           "test": f"{SPLIT_LISTS['test']} names no image"}
+    source = {"train": "train_val", "val": "train_val", "test": "test"}
+    return [DataProblem(str(Path(data_dir) / SPLIT_LISTS[source[k]]), f"split {k!r} is empty: {why[k]}")
+            for k, n in sizes.items() if n == 0 and (k != "val" or val_fraction > 0)]
+
+
 def read_cxr14(data_dir: str | os.PathLike, val_fraction: float = 0.1, split_seed: int = 0,
                max_images: int | None = None) -> dict[str, list[dict]]:
     """{"train", "val", "test"} item lists; val is carved from train_val BY PATIENT with `split_seed`.
@@ -158,6 +171,10 @@ def read_cxr14(data_dir: str | os.PathLike, val_fraction: float = 0.1, split_see
         "val": [item(n) for n in lists["train_val"] if entries[n][1] in val_patients],
         "test": [item(n) for n in lists["test"]],
     }
+    empty = empty_split_problems(data_dir, {k: len(v) for k, v in splits.items()},
+                                 {entries[n][1] for n in lists["train_val"]}, val_fraction)
+    if empty:
+        raise DataError(empty, "cxr14", data_dir)
     if max_images:
         splits = {k: v[:max_images] for k, v in splits.items()}
     return splits

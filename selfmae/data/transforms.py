@@ -25,7 +25,7 @@ from monai.transforms import (
     SpatialPadd, Transform,
 )
 
-from .brats import label_to_regions
+from .brats import label_to_regions, region_ids
 from .btcv import organ_mapping
 from .cxr14 import load_png
 
@@ -44,18 +44,23 @@ class LoadPNGd(MapTransform):
 
 
 class ConvertToRegionsd(MapTransform):
-    """MSD BraTS labels (1, *spatial) 0..3 -> float (3, *spatial) masks TC, WT, ET (see brats.REGION_LABELS)."""
+    """BraTS labels (1, *spatial) -> float (3, *spatial) masks TC, WT, ET.
 
-    def __init__(self, keys: KeysCollection, et_convention: str = "dataset_json", allow_missing_keys: bool = False):
+    regions: the label ids of each region as the dataset declares them (`brats.region_ids`); default MSD's ids
+    0..3 under `et_convention` (see brats.REGION_LABELS)."""
+
+    def __init__(self, keys: KeysCollection, et_convention: str = "dataset_json",
+                 regions: Mapping[str, Sequence[int]] | None = None, allow_missing_keys: bool = False):
         super().__init__(keys, allow_missing_keys)
         label_to_regions(np.zeros((1, 1, 1)), et_convention)  # validates the name early
         self.et_convention = et_convention
+        self.regions = {k: tuple(v) for k, v in regions.items()} if regions else None
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
         for key in self.key_iterator(d):
             lab = d[key]
-            regions = torch.from_numpy(label_to_regions(np.asarray(lab), self.et_convention))
+            regions = torch.from_numpy(label_to_regions(np.asarray(lab), self.et_convention, self.regions))
             d[key] = MetaTensor(regions, meta=lab.meta) if isinstance(lab, MetaTensor) else regions
         return d
 
@@ -133,7 +138,8 @@ def brats_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
     if cfg.get("spacing"):
         steps.append(Spacingd(keys, pixdim=cfg["spacing"], mode=("bilinear", "nearest")[: len(keys)]))
     if task == "segment":
-        steps.append(ConvertToRegionsd("label", cfg.get("et_convention", "dataset_json")))
+        convention = cfg.get("et_convention", "dataset_json")
+        steps.append(ConvertToRegionsd("label", convention, region_ids(cfg.get("data_dir"), convention)))
     steps += [
         CropForegroundd(keys, source_key="image"),
         NormalizeIntensityd("image", nonzero=True, channel_wise=True),
