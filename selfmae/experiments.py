@@ -250,10 +250,15 @@ def summary(result: Any) -> dict:
 # --------------------------------------------------------------------------------------------- studies --------
 def init_methods(mae_ckpt: str | Path, imagenet_weights: str | Path | None = "") -> dict[str, dict]:
     """The paper's three starting points as `finetune_study` methods: scratch, ImageNet (only with a local weights
-    file; otherwise a `skip` reason, since nothing is downloaded) and the MAE encoder at `mae_ckpt`."""
-    imagenet = ({"model.init": "imagenet", "model.pretrained": str(imagenet_weights)}
-                if imagenet_weights and Path(imagenet_weights).is_file()
-                else {"skip": f"no ImageNet weights file (imagenet_weights={str(imagenet_weights or '')!r})"})
+    file; when none is given, a `skip` reason, since nothing is downloaded) and the MAE encoder at `mae_ckpt`.
+
+    Raises FileNotFoundError when `imagenet_weights` names a file that does not exist (a typo must not turn the
+    ImageNet rows into "not run")."""
+    if imagenet_weights and not Path(imagenet_weights).expanduser().is_file():
+        raise FileNotFoundError(f"imagenet_weights={str(imagenet_weights)!r}: no such file (give a local timm-style "
+                                "ViT-B/16 .pth, or leave it empty to skip the ImageNet rows)")
+    imagenet = ({"model.init": "imagenet", "model.pretrained": str(Path(imagenet_weights).expanduser())}
+                if imagenet_weights else {"skip": "no ImageNet weights file given (imagenet_weights='')"})
     return {"scratch": {}, "imagenet": imagenet, "mae": {"model.init": "mae", "model.pretrained": str(mae_ckpt)}}
 
 

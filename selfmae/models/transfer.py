@@ -11,28 +11,56 @@ ImageNet weights come from a LOCAL file in timm naming (`patch_embed.proj.weight
   depth, so the response to an input constant along depth is unchanged;
 * position embeddings are resampled to the new patch grid (`interpolate_pos_embed`).
 
-Anything else that differs in shape is an error naming the key and both shapes. Each load returns a
-`LoadReport` (and logs it): keys loaded, adapted (with how), missing in the file, unexpected (in the file, unused).
+Files in MONAI's ViT/UNETR naming (`vit.patch_embedding.patch_embeddings.*`, `vit.blocks.N.attn.out_proj.*`,
+`mlp.linear1/linear2`, ...) are renamed to the timm names first (`monai_to_timm`), and a timm-named file (an
+ImageNet ViT, or facebookresearch/mae's own checkpoints) is read for init=mae too.
+
+Anything else that differs in shape is an error naming the key and both shapes, and so is a load that leaves any
+weight of the patch embedding or of a block untouched (`PretrainedWeightsError`, naming the file, a few of its
+keys and what was expected): a run never trains from scratch while its record says it was pre-trained. Each load
+returns a `LoadReport` (and logs it): keys loaded, adapted (with how), missing in the file, unexpected (in the
+file, unused).
 """
 from __future__ import annotations
 
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from selfmae.torchfile import load_torch_file
+
 from .vit import ViT, interpolate_pos_embed
 
-__all__ = ["LoadReport", "read_state_dict", "load_pretrained_encoder", "adapt_patch_weight"]
+__all__ = ["LoadReport", "PretrainedWeightsError", "read_state_dict", "load_pretrained_encoder", "adapt_patch_weight",
+           "monai_to_timm"]
 
 log = logging.getLogger(__name__)
 
 _TIMM_ENCODER_PREFIXES = ("patch_embed.", "cls_token", "pos_embed", "blocks.", "norm.")
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel, torch.compile
+# MONAI ViT (monai.networks.nets.ViT, UNETR's `.vit`) -> timm names, applied after the `vit.` prefix is removed
+_MONAI_RENAMES = (
+    (re.compile(r"^patch_embedding\.position_embeddings$"), "pos_embed"),
+    (re.compile(r"^patch_embedding\.cls_token$"), "cls_token"),
+    (re.compile(r"^patch_embedding\.patch_embeddings\.(1\.)?(weight|bias)$"), r"patch_embed.proj.\2"),
+    (re.compile(r"^(blocks\.\d+)\.attn\.out_proj\.(weight|bias)$"), r"\1.attn.proj.\2"),
+    (re.compile(r"^(blocks\.\d+)\.mlp\.linear([12])\.(weight|bias)$"), r"\1.mlp.fc\2.\3"),
+)
+_MONAI_MARK = re.compile(r"^(vit\.)?(patch_embedding\.|blocks\.\d+\.(attn\.out_proj|mlp\.linear[12])\.)")
+NAMINGS = ("selfmae (encoder.patch_embed.proj.weight, encoder.blocks.N.attn.qkv.weight, ...)",
+           "timm / facebookresearch-mae (patch_embed.proj.weight, blocks.N.attn.qkv.weight, blocks.N.mlp.fc1.weight)",
+           "MONAI ViT/UNETR (vit.patch_embedding.patch_embeddings.weight, vit.blocks.N.attn.qkv.weight, "
+           "vit.blocks.N.mlp.linear1.weight)")
+
+
+class PretrainedWeightsError(ValueError):
+    """A pre-trained file that does not provide the whole encoder (patch embedding and every block)."""
 
 
 @dataclass
@@ -71,23 +99,47 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             raise ImportError(f"{path}: reading .safetensors needs the 'safetensors' package") from e
         obj = load_file(str(path))
     else:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # our checkpoints also hold numpy RNG states; this file is the user's own
-            log.info("%s: not loadable with weights_only=True, loading it fully", path)
-            obj = torch.load(path, map_location="cpu", weights_only=False)
+        # the user's own file: one that needs full unpickling (numpy objects in it) is read fully
+        obj = load_torch_file(path, allow_full_unpickle=True)
     for key in ("model", "state_dict", "model_state"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
             break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{path}: expected a state dict (name -> tensor) or a checkpoint holding one under 'model'.")
+        raise ValueError(f"{path}: expected a state dict (name -> tensor) or a checkpoint holding one under "
+                         "'model', 'state_dict' or 'model_state'.")
     out = {}
     for k, v in obj.items():
         for prefix in _WRAPPER_PREFIXES:
             k = k[len(prefix):] if k.startswith(prefix) else k
         out[k] = v
     return out
+
+
+def monai_to_timm(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Rename MONAI ViT/UNETR keys to timm's; other keys are kept. Returns (renamed dict, new name -> old name).
+
+    `vit.` (UNETR's ViT) is dropped, `patch_embedding.position_embeddings` -> `pos_embed` (MONAI has no class
+    row; the loader adds a zero one), `patch_embedding.patch_embeddings[.1]` -> `patch_embed.proj`,
+    `attn.out_proj` -> `attn.proj`, `mlp.linear1/2` -> `mlp.fc1/2`; `norm1`, `norm2`, `attn.qkv`, `norm` keep
+    their names. A dict with no MONAI-style key is returned unchanged.
+    """
+    if not any(_MONAI_MARK.match(k) for k in state_dict):
+        return state_dict, {k: k for k in state_dict}
+    out, origin = {}, {}
+    for key, value in state_dict.items():
+        new = key[len("vit."):] if key.startswith("vit.") else key
+        for pattern, repl in _MONAI_RENAMES:
+            new = pattern.sub(repl, new)
+        out[new], origin[new] = value, key
+    return out, origin
+
+
+def _perceptron_to_conv(weight: torch.Tensor, want: torch.Size) -> torch.Tensor:
+    """MONAI's "perceptron" patch embedding, a Linear (D, prod(patch) * C) over channel-last patches, as the
+    (D, C, *patch) kernel of the equivalent convolution."""
+    d, c, *patch = want
+    return weight.reshape(d, *patch, c).movedim(-1, 1).contiguous()
 
 
 def adapt_patch_weight(weight: torch.Tensor, target_shape: torch.Size | tuple[int, ...], key: str = "patch_embed.proj.weight") -> tuple[torch.Tensor, str]:
@@ -141,36 +193,59 @@ def load_pretrained_encoder(model: nn.Module, path: str | os.PathLike, source: s
     if source not in ("mae", "imagenet"):
         raise ValueError(f"source must be 'mae' or 'imagenet', got {source!r}.")
     encoder, prefix = _encoder_of(model)
-    file_sd = read_state_dict(path)
+    file_sd, origin = monai_to_timm(read_state_dict(path))
     target = model.state_dict()
     report = LoadReport(source=f"{path} ({source})")
+    if any(origin[k] != k for k in origin):
+        report.adapted.append("names: MONAI ViT/UNETR naming read as timm's")
     whole_model = source == "mae" and not isinstance(model, ViT) and any(k.startswith("decoder_") for k in target)
     pick: dict[str, torch.Tensor] = {}
     for key, value in file_sd.items():
-        if source == "imagenet":
-            name = prefix + key if key.startswith(_TIMM_ENCODER_PREFIXES) else None
-        elif whole_model:
+        if whole_model and key in target:
             name = key
+        elif key.startswith("encoder."):
+            name = prefix + key[len("encoder."):]
+        elif key.startswith(_TIMM_ENCODER_PREFIXES):
+            name = prefix + key
         else:
-            name = prefix + key[len("encoder."):] if key.startswith("encoder.") else None
+            name = None
         if name is None or name not in target:
-            report.unexpected.append(key)
+            report.unexpected.append(origin[key])
             continue
         want = target[name].shape
+        if name.endswith("patch_embed.proj.weight") and value.ndim == 2 and value.numel() == math.prod(want):
+            value = _perceptron_to_conv(value, want)
+            report.adapted.append(f"{name}: MONAI perceptron patch embedding as a convolution kernel")
         if name.endswith("patch_embed.proj.weight") and value.shape != want:
-            value, note = adapt_patch_weight(value, want, key)
+            value, note = adapt_patch_weight(value, want, origin[key])
             report.adapted.append(f"{name}: {note}")
         elif name.endswith("pos_embed") and value.shape != want:
-            value, note = _adapt_pos_embed(value, want, encoder, key)
+            value, note = _adapt_pos_embed(value, want, encoder, origin[key])
             report.adapted.append(f"{name}: {note}")
         if value.shape != want:
-            raise ValueError(f"{key}: shape {tuple(value.shape)} in the file does not match the model's {tuple(want)} ({name}).")
+            raise ValueError(f"{origin[key]}: shape {tuple(value.shape)} in the file does not match the model's "
+                             f"{tuple(want)} ({name}).")
         pick[name] = value
+    _require_whole_encoder(target, pick, prefix, path, source, list(origin.values()))
     model.load_state_dict(pick, strict=False)
     report.loaded = sorted(pick)
     report.missing = [k for k in target if k not in pick]
     log.info("%s", report)
     return report
+
+
+def _require_whole_encoder(target: dict, pick: dict, prefix: str, path: str | os.PathLike, source: str,
+                           file_keys: list[str]) -> None:
+    """Raise PretrainedWeightsError unless every weight of the encoder but its final norm (for a ViT: the patch
+    embedding and every block) is in `pick`; the message names the file, some of its keys and what was wanted."""
+    needed = [k for k in target if k.startswith(prefix) and k.endswith(".weight") and k != f"{prefix}norm.weight"]
+    missing = [k for k in needed if k not in pick]
+    if not missing:
+        return
+    raise PretrainedWeightsError(
+        f"{path}: model.init={source} would load {len(needed) - len(missing)} of the {len(needed)} encoder "
+        f"weights (patch embedding and every block); missing e.g. {', '.join(missing[:4])}. The file holds "
+        f"{len(file_keys)} tensors, e.g. {', '.join(file_keys[:6])}. Names read: " + "; ".join(NAMINGS) + ".")
 
 
 def _adapt_pos_embed(value: torch.Tensor, want: torch.Size, encoder: ViT, key: str) -> tuple[torch.Tensor, str]:

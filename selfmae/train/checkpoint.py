@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from selfmae.io import atomic_torch_save
+from selfmae.torchfile import load_torch_file
 
 from .errors import CheckpointError
 
@@ -65,9 +66,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint written by `save_checkpoint`; CheckpointError naming the file if it is unreadable."""
     path = Path(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt, truncated, or not a torch file
-        raise CheckpointError(f"{path}: cannot read checkpoint ({type(err).__name__}: {err})") from err
+        state = load_torch_file(path)
+    except (OSError, ValueError) as err:  # missing, corrupt, truncated, or not a torch file (said which)
+        raise CheckpointError(f"cannot read checkpoint: {err}") from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a selfmae training checkpoint (format {FORMAT!r} expected)")
     return state

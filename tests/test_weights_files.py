@@ -1,0 +1,126 @@
+"""Pre-trained and checkpoint files as users bring them (issue #13): MONAI-named UNETRs, files that provide too
+little of the encoder, and files that are not PyTorch files at all."""
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from selfmae.models import UNETR, load_pretrained_encoder, read_state_dict
+from selfmae.models.transfer import PretrainedWeightsError
+from selfmae.torchfile import WeightsFileError, load_torch_file
+from selfmae.train import CheckpointError, load_checkpoint
+
+TINY = dict(patch_size=4, embed_dim=64, depth=4, num_heads=4)
+
+
+def monai_unetr_state(depth: int = 4, perceptron: bool = False) -> tuple[dict, torch.nn.Module]:
+    """A state dict of MONAI's own ViT (as UNETR holds it under `vit.`), and that ViT."""
+    from monai.networks.nets import ViT as MonaiViT
+
+    vit = MonaiViT(1, 16, 4, hidden_size=64, mlp_dim=256, num_layers=depth, num_heads=4,
+                   proj_type="perceptron" if perceptron else "conv", qkv_bias=True).eval()
+    sd = {f"vit.{k}": v for k, v in vit.state_dict().items()}
+    sd["encoder1.layer.conv1.conv.weight"] = torch.zeros(8, 1, 3, 3, 3)   # a UNETR decoder-side key
+    return {"epoch": 10, "state_dict": sd}, vit
+
+
+@pytest.mark.parametrize("perceptron", [False, True])
+def test_monai_named_unetr_loads_and_computes_what_monai_computes(tmp_path, perceptron):
+    ckpt, vit = monai_unetr_state(perceptron=perceptron)
+    torch.save(ckpt, tmp_path / "model_best.pt")
+    ours = UNETR(3, 1, 14, 16, feature_size=8, **TINY).eval()
+    report = load_pretrained_encoder(ours, tmp_path / "model_best.pt", source="mae")
+    assert "names: MONAI ViT/UNETR naming read as timm's" in report.adapted
+    # MONAI >= 1.3 blocks hold an unused cross-attention norm; the decoder side of a UNETR is not ours to load
+    assert all(k == "encoder1.layer.conv1.conv.weight" or ".norm_cross_attn." in k for k in report.unexpected)
+    x = torch.randn(2, 1, 16, 16, 16)
+    with torch.no_grad():
+        theirs = vit.patch_embedding(x)
+        mine = ours.encoder.embed(x)[:, 1:]
+        torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(ours.encoder.blocks[2](theirs), vit.blocks[2](theirs), rtol=1e-3, atol=1e-3)  # LayerNorm eps 1e-6 vs 1e-5
+
+
+def test_a_file_whose_names_match_nothing_stops_the_run_naming_file_keys_and_expectation(tmp_path):
+    torch.save({"state_dict": {"net.conv.weight": torch.zeros(3), "net.fc.bias": torch.zeros(2)}}, tmp_path / "w.pt")
+    with pytest.raises(PretrainedWeightsError) as err:
+        load_pretrained_encoder(UNETR(3, 1, 14, 16, **TINY), tmp_path / "w.pt", source="mae")
+    text = str(err.value)
+    assert str(tmp_path / "w.pt") in text and "net.conv.weight" in text and "0 of the 25 encoder weights" in text
+    assert "encoder.patch_embed.proj.weight" in text and "vit.patch_embedding" in text
+
+
+def test_a_file_with_too_few_blocks_is_refused(tmp_path):
+    ckpt, _ = monai_unetr_state(depth=2)
+    torch.save(ckpt, tmp_path / "shallow.pt")
+    with pytest.raises(PretrainedWeightsError, match=r"missing e\.g\. encoder\.blocks\.2\."):
+        load_pretrained_encoder(UNETR(3, 1, 14, 16, **TINY), tmp_path / "shallow.pt", source="imagenet")
+
+
+def test_build_model_for_never_records_an_init_it_did_not_load(tmp_path):
+    from selfmae.config import load_config
+    from selfmae.experiments import build_model_for
+
+    torch.save({"unrelated.weight": torch.zeros(1)}, tmp_path / "w.pt")
+    cfg = load_config("finetune_btcv", "tiny", {"model.init": "mae", "model.pretrained": str(tmp_path / "w.pt")})
+    with pytest.raises(PretrainedWeightsError):
+        build_model_for(cfg)
+
+
+def test_imagenet_weights_that_do_not_exist_are_an_error_and_none_given_a_stated_skip(tmp_path):
+    from selfmae.experiments import init_methods
+
+    with pytest.raises(FileNotFoundError, match="vit_b16_typo.pth"):
+        init_methods(tmp_path / "mae.pt", str(tmp_path / "vit_b16_typo.pth"))
+    assert "skip" in init_methods(tmp_path / "mae.pt", "")["imagenet"]
+
+
+# ------------------------------------------------------------------------------------ not a PyTorch file
+def _zip(path: Path) -> None:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("weights/readme.txt", "hello")
+
+
+NOT_TORCH = {
+    "html": (lambda p: p.write_text("<!DOCTYPE html><html><head><title>Quota exceeded</title></head></html>"),
+             "starts like an HTML page"),
+    "empty": (lambda p: p.write_bytes(b""), "is empty (0 bytes)"),
+    "lfs": (lambda p: p.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 1234\n"),
+            "git-LFS pointer"),
+    "zip": (_zip, "zip archive but not a PyTorch file"),
+    "npy": (lambda p: np.save(open(p, "wb"), np.zeros(3)), "NumPy"),
+    "text": (lambda p: p.write_text('{"error": "not found"}'), "holds text"),
+    "truncated": (lambda p: (torch.save({"w": torch.zeros(1000)}, p), p.write_bytes(p.read_bytes()[:300])),
+                  "corrupt or truncated"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(NOT_TORCH))
+def test_a_file_that_is_not_weights_says_what_it_holds(tmp_path, kind):
+    write, phrase = NOT_TORCH[kind]
+    path = tmp_path / "vit_b16.pth"
+    write(path)
+    for load in (load_torch_file, read_state_dict):
+        with pytest.raises(WeightsFileError, match=re.escape(phrase)) as err:
+            load(path)
+        assert str(path) in str(err.value)
+    with pytest.raises(CheckpointError, match=re.escape(phrase)):
+        load_checkpoint(path)
+
+
+def test_every_torch_load_goes_through_load_torch_file():
+    import ast
+
+    def calls_torch_load(tree: ast.AST) -> bool:
+        return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "load"
+                   and isinstance(n.func.value, ast.Name) and n.func.value.id == "torch" for n in ast.walk(tree))
+
+    package = Path(__file__).resolve().parents[1] / "selfmae"
+    callers = [p.relative_to(package).as_posix() for p in package.rglob("*.py")
+               if calls_torch_load(ast.parse(p.read_text()))]
+    assert callers == ["torchfile.py"], callers
