@@ -4,9 +4,15 @@ Executed copies go to `runs/<profile>/notebooks/` (never next to the sources). A
 *inputs* are unchanged since its last successful run: its source, the package code and configs, the data folder's
 listing, its parameters, and the inputs of every notebook before it (a changed pre-training re-runs what follows).
 A failing notebook keeps its executed copy with the traceback, and the run stops naming it.
+
+Parameters (`reproduce -p NAME=value`) go only to the notebooks whose `parameters` cell declares NAME; a NAME
+that no selected notebook declares, or a weights file (`*_weights`) that does not exist, stops the run before
+anything executes.
 """
 from __future__ import annotations
 
+import ast
+import difflib
 import hashlib
 import json
 import math
@@ -64,6 +70,47 @@ def notebook_parameters(profile: str, data_dir: str | Path | None, runs_dir: Pat
     return params
 
 
+def declared_parameters(source: Path) -> set[str]:
+    """Names assigned in the notebook's cell tagged `parameters` (jupytext percent format); empty if none."""
+    import jupytext
+
+    for cell in jupytext.read(source).cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            names = set()
+            for node in ast.parse(cell.source).body:
+                targets = node.targets if isinstance(node, ast.Assign) else \
+                    [node.target] if isinstance(node, ast.AnnAssign) else []
+                names.update(t.id for t in targets if isinstance(t, ast.Name))
+            return names
+    return set()
+
+
+class ParameterError(ValueError):
+    """A `-p NAME=value` that no notebook declares, or a file parameter naming a file that does not exist."""
+
+
+def check_parameters(extra: Mapping[str, object], declared: Mapping[Path, set[str]],
+                     every: Mapping[Path, set[str]] | None = None) -> None:
+    """Raise ParameterError for each extra parameter no selected notebook declares (naming the closest declared
+    name, difflib) and for each `*_weights` parameter whose non-empty value is not an existing file.
+
+    declared: selected notebook -> its parameter names; every: all numbered notebooks (for the hint that a name
+    belongs to a notebook not selected)."""
+    known = set().union(*declared.values()) if declared else set()
+    problems = []
+    for name, value in extra.items():
+        if name not in known:
+            elsewhere = sorted(nb.stem for nb, names in (every or {}).items() if name in names)
+            close = difflib.get_close_matches(name, sorted(known | set().union(*(every or {}).values())), n=1)
+            problems.append(f"parameter {name!r} is declared by no selected notebook"
+                            + (f" (only by {', '.join(elsewhere)})" if elsewhere else "")
+                            + (f"; did you mean {close[0]!r}?" if close and close[0] != name else ""))
+        elif name.endswith("_weights") and value and not Path(str(value)).expanduser().is_file():
+            problems.append(f"parameter {name}={value!r}: no such file")
+    if problems:
+        raise ParameterError("; ".join(problems))
+
+
 def _parse(value: object) -> object:
     import yaml
 
@@ -82,10 +129,24 @@ def execute_notebook(source: Path, output: Path, parameters: Mapping[str, object
     os.environ.setdefault("SELFMAE_PROGRESS", "0")  # training bars would flood the executed notebook
     try:
         papermill.execute_notebook(nb, str(output), parameters=dict(parameters), kernel_name="python3",
-                                   cwd=str(source.parent), progress_bar=sys.stderr.isatty(), log_output=False)
+                                   cwd=str(source.parent), progress_bar=sys.stderr.isatty(), log_output=False,
+                                   kernel_manager_class=quiet_kernel_manager())
     finally:
         if env_progress is None:
             os.environ.pop("SELFMAE_PROGRESS", None)
+
+
+def quiet_kernel_manager() -> type:
+    """A jupyter_client kernel manager that starts the kernel through `selfmae.quiet_kernel` (the same kernel,
+    without its TCP-encryption warning) when the kernel spec runs `python -m ipykernel_launcher`."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class QuietKernelManager(AsyncKernelManager):
+        def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+            cmd = super().format_kernel_cmd(extra_arguments)
+            return ["selfmae.quiet_kernel" if part == "ipykernel_launcher" else part for part in cmd]
+
+    return QuietKernelManager
 
 
 def reproduce(profile: str = "tiny", data_dir: str | Path | None = None, only: list[str] | None = None,
@@ -101,6 +162,13 @@ def reproduce(profile: str = "tiny", data_dir: str | Path | None = None, only: l
     if not notebooks:
         print(f"no numbered notebooks matched in {notebook_dir}", file=sys.stderr)
         return 1
+    every = {nb: declared_parameters(nb) for nb in numbered_notebooks(notebook_dir)}
+    declared = {nb: every[nb] for nb in notebooks}
+    try:
+        check_parameters({k: _parse(v) for k, v in (params or {}).items()}, declared, every)
+    except ParameterError as err:
+        print(f"reproduce: {err}", file=sys.stderr)
+        return 2
     if dry_run:
         print(plan(profile, notebooks))
         return 0
@@ -109,7 +177,8 @@ def reproduce(profile: str = "tiny", data_dir: str | Path | None = None, only: l
     executed_dir = runs_dir / "notebooks"
     total_start = time.time()
     for i, source in enumerate(notebooks, 1):
-        chain = hashlib.sha256(f"{chain}|{source.read_text()}|{json.dumps(parameters, sort_keys=True)}".encode()
+        own = {k: v for k, v in parameters.items() if k in declared[source]}   # papermill warns on the others
+        chain = hashlib.sha256(f"{chain}|{source.read_text()}|{json.dumps(own, sort_keys=True)}".encode()
                                ).hexdigest()
         output = executed_dir / f"{source.stem}.ipynb"
         record = executed_dir / f"{source.stem}.done.json"
@@ -121,7 +190,7 @@ def reproduce(profile: str = "tiny", data_dir: str | Path | None = None, only: l
         print(f"{tag}: running ...", flush=True)
         start = time.time()
         try:
-            execute_notebook(source, output, parameters)
+            execute_notebook(source, output, own)
         except Exception as exc:  # papermill raises PapermillExecutionError with the cell's traceback
             print(f"{tag}: FAILED after {time.time() - start:.0f} s: {type(exc).__name__}: "
                   f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}\n"

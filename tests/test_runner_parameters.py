@@ -1,0 +1,71 @@
+"""`reproduce -p NAME=value` (issue #13): a parameter reaches only the notebooks that declare it; one that none
+declares, or a weights file that does not exist, stops the run naming the closest real name; the kernel's
+TCP-encryption warning is not printed."""
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from selfmae.quiet_kernel import TCP_WARNING, DropTcpWarning
+from selfmae.runner import declared_parameters, reproduce
+
+HEAD = '# %% tags=["parameters"]\nprofile = "tiny"\ndata_dir = ""\nout_dir = ""\nresults_dir = ""\n'
+
+
+@pytest.fixture
+def nb_dir(tmp_path):
+    d = tmp_path / "nbs"
+    d.mkdir()
+    (d / "01_plain.py").write_text(HEAD + "\n# %%\nprint('plain', profile)\n")
+    (d / "02_weights.py").write_text(HEAD + 'imagenet_weights = ""\n\n# %%\nprint("weights", imagenet_weights)\n')
+    return d
+
+
+def injected(tmp_path, stem):
+    nb = json.loads((tmp_path / "runs" / "notebooks" / f"{stem}.ipynb").read_text())
+    return "".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"]) for c in nb["cells"]
+                   if "injected-parameters" in c["metadata"].get("tags", []))
+
+
+def test_declared_parameters_are_read_from_the_parameters_cell(nb_dir):
+    assert declared_parameters(nb_dir / "02_weights.py") == {"profile", "data_dir", "out_dir", "results_dir",
+                                                             "imagenet_weights"}
+
+
+@pytest.mark.slow
+def test_a_parameter_goes_only_to_the_notebooks_that_declare_it(tmp_path, nb_dir, capfd):
+    weights = tmp_path / "vit.pth"
+    weights.write_bytes(b"\x80 not read here")
+    rc = reproduce("tiny", params={"imagenet_weights": str(weights)}, runs_dir=tmp_path / "runs",
+                   results_dir=tmp_path, notebook_dir=nb_dir)
+    out, err = capfd.readouterr()
+    assert rc == 0, err
+    assert "imagenet_weights" in injected(tmp_path, "02_weights") and "imagenet_weights" not in injected(tmp_path, "01_plain")
+    assert "unknown parameter" not in (out + err).lower()
+    assert TCP_WARNING not in out + err                       # the kernel's start-up warning is silenced
+
+
+def test_an_undeclared_parameter_is_an_error_naming_the_closest_name(tmp_path, nb_dir, capsys):
+    rc = reproduce("tiny", params={"imagenet_weigths": "x.pth"}, runs_dir=tmp_path / "runs", results_dir=tmp_path,
+                   notebook_dir=nb_dir)
+    err = capsys.readouterr().err
+    assert rc == 2 and "'imagenet_weigths'" in err and "did you mean 'imagenet_weights'" in err
+    assert not (tmp_path / "runs" / "notebooks").exists()      # nothing ran
+    rc = reproduce("tiny", only=["01"], params={"imagenet_weights": ""}, runs_dir=tmp_path / "runs",
+                   results_dir=tmp_path, notebook_dir=nb_dir)
+    assert rc == 2 and "only by 02_weights" in capsys.readouterr().err
+
+
+def test_a_weights_file_that_does_not_exist_is_an_error(tmp_path, nb_dir, capsys):
+    rc = reproduce("tiny", params={"imagenet_weights": str(tmp_path / "missing.pth")}, runs_dir=tmp_path / "runs",
+                   results_dir=tmp_path, notebook_dir=nb_dir, dry_run=True)
+    err = capsys.readouterr().err
+    assert rc == 2 and "missing.pth" in err and "no such file" in err
+
+
+def test_the_tcp_filter_drops_only_that_warning():
+    keep = logging.LogRecord("IPKernelApp", logging.WARNING, "", 0, "something else", None, None)
+    drop = logging.LogRecord("IPKernelApp", logging.WARNING, "", 0, TCP_WARNING + ". All communication ...", None, None)
+    assert DropTcpWarning().filter(keep) and not DropTcpWarning().filter(drop)
