@@ -24,7 +24,7 @@ volume = "sample:ct"              # the 3D example
 
 # %%
 from selfmae.explore import (MaskExplorer, UNTRAINED, checkpoint_dims, discover_checkpoints, explorer_widget,
-                             plot_view)
+                             plot_view, source_data_label)
 from selfmae.notebook import NotebookContext
 
 ctx = NotebookContext(profile, data_dir, out_dir, results_dir, device=device, max_steps=max_steps,
@@ -102,7 +102,7 @@ explorer = MaskExplorer(image, profile=profile, runs_dir=ctx.runs)
 models = [UNTRAINED] + [path for path in checkpoints.values() if checkpoint_dims(path) == explorer.image.spatial_dims]
 errors = explorer.error_vs_ratio(seeds=seeds, checkpoints=models)
 fig = explorer.plot_error_vs_ratio(errors)
-ctx.save_figure(fig, "explore_error_vs_ratio", "medmnist")
+ctx.save_figure(fig, "explore_error_vs_ratio", "medmnist", data=source_data_label(image, profile))
 errors.groupby(["model", "mask ratio (%)"])["MSE"].mean().unstack(0).round(4)
 
 # %% [markdown]
@@ -119,4 +119,4 @@ for ratio in (0.125, 0.75):
     volume_explorer.set_mask_ratio(ratio)
     view = volume_explorer.update()
     fig = plot_view(view, title=f"{100 * ratio:g} % hidden")
-    ctx.save_figure(fig, f"explore_volume_mask{100 * ratio:g}", "btcv")
+    ctx.save_figure(fig, f"explore_volume_mask{100 * ratio:g}", "btcv", data=source_data_label(volume, profile))

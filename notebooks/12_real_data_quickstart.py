@@ -13,8 +13,10 @@
 # 2. fine-tune it with a linear head, and fine-tune an identical ViT from random weights, for each seed in `seeds`;
 # 3. compare the test AUC (one label, so the "mean AUC" is that label's AUC) as mean ± 95 % confidence interval.
 #
-# Point `data_dir` at another MedMNIST `.npz` (or a folder holding one) to run the same on it; set `num_classes`
-# through `overrides` (e.g. `{"model.num_classes": 14}` for ChestMNIST).
+# Point `data_dir` at another MedMNIST `.npz` (or a folder holding one) to run the same on it (a folder without
+# one is an error, never a silent run on the shipped subset); its runs go to their own folder,
+# `runs/<profile>/data-<name>-<hash>/`. Set `num_classes` through `overrides` (e.g. `{"model.num_classes": 14}`
+# for ChestMNIST).
 
 # %% tags=["parameters"]
 profile = "tiny"
@@ -30,7 +32,7 @@ overrides = {}
 import time
 
 from selfmae.experiments import finetune_study, run_pretrain, study_histories
-from selfmae.explore import MaskExplorer, medmnist_source, plot_view, quickstart_table
+from selfmae.explore import MaskExplorer, medmnist_description, medmnist_source, plot_view, quickstart_table
 from selfmae.notebook import NotebookContext
 from selfmae.viz import plot_training_curves
 
@@ -39,7 +41,8 @@ ctx = NotebookContext(profile, medmnist_source(data_dir), out_dir, results_dir, 
                       overrides=overrides)
 pre_cfg = ctx.config("pretrain_medmnist")
 ft_cfg = ctx.config("finetune_medmnist")
-print("data:", ctx.dataset_dir("medmnist"))
+data_name = medmnist_description(ctx.dataset_dir("medmnist"))
+print("data:", data_name, "·", ctx.dataset_dir("medmnist"))
 print("model:", {k: pre_cfg["model"][k] for k in ("patch_size", "embed_dim", "depth", "num_heads", "mask_ratio")},
       "input", pre_cfg["data"]["crop"], "px")
 print("pre-training:", {k: pre_cfg["train"][k] for k in ("epochs", "batch_size", "lr")},
@@ -93,12 +96,12 @@ results = finetune_study("finetune_medmnist", profile, methods, seeds, study_dir
 # %%
 table = quickstart_table(results, metric="mAUC", labels={"scratch": "ViT from scratch",
                                                          "mae": "ViT, MAE self pre-trained"})
-ctx.save_table(table, "quickstart_pneumoniamnist", "PneumoniaMNIST (real subset) test AUC (%), scratch vs MAE self "
+ctx.save_table(table, "quickstart_pneumoniamnist", f"{data_name}: test AUC (%), scratch vs MAE self "
                "pre-training; mean ± 95% CI over seeds", "medmnist")
 table
 
 # %%
 fig = plot_training_curves(study_histories(study_dir, list(methods)), metric="mAUC",
-                           title="PneumoniaMNIST fine-tuning: training loss and validation AUC")
+                           title=f"{data_name.split(':')[0]} fine-tuning: training loss and validation AUC")
 ctx.save_figure(fig, "quickstart_curves", "medmnist")
 print(f"notebook wall time: {time.perf_counter() - started:.0f} s")

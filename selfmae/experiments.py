@@ -50,8 +50,10 @@ def resolve_data_dir(cfg: Mapping, synthetic_root: Path | None = None) -> Path:
 
 
 def data_label(cfg: Mapping) -> str:
-    """'synthetic' or the real data path, for stamps."""
-    return str(cfg["data"]["data_dir"]) if cfg["data"].get("data_dir") else "synthetic"
+    """'synthetic', or the real data as `selfmae.provenance.data_label` names it (never an absolute path)."""
+    from selfmae.provenance import data_label as label
+
+    return label(cfg["data"].get("data_dir"))
 
 
 def build_data(cfg: Mapping, task: str | None = None, check: bool = True) -> dict:
@@ -146,8 +148,12 @@ def make_task(cfg: Mapping):
 # ------------------------------------------------------------------------------------------- the stages -------
 def default_run_dir(cfg: Mapping) -> Path:
     """Where the notebooks put this run: runs/<profile>/<experiment> for pre-training,
-    runs/<profile>/<experiment>/<init>/seed<N> for fine-tuning (the CLI uses the same places)."""
-    root = REPO_ROOT / "runs" / cfg["profile"] / cfg["experiment"]
+    runs/<profile>/<experiment>/<init>/seed<N> for fine-tuning (the CLI uses the same places); runs on other
+    than the default data go under runs/<profile>/data-<tag>/ (`selfmae.provenance.data_tag`)."""
+    from selfmae.provenance import data_tag
+
+    tag = data_tag(cfg["data"].get("data_dir"))
+    root = REPO_ROOT / "runs" / cfg["profile"] / (f"data-{tag}" if tag else "") / cfg["experiment"]
     if cfg["task"] == "pretrain":
         return root
     return root / cfg["model"].get("init", "scratch") / f"seed{cfg['train']['seed']}"

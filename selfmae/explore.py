@@ -804,15 +804,46 @@ def quickstart_table(results: Mapping[str, Sequence[Mapping[str, float]]], metri
 
 def medmnist_source(data_dir: str | Path = "") -> str:
     """The MedMNIST file notebook 12 trains on: `data_dir` when it is a .npz or holds one (directly or in a
-    `medmnist/` sub-folder), else the real PneumoniaMNIST subset shipped in tests/data (with a note)."""
+    `medmnist/` sub-folder); the real PneumoniaMNIST subset shipped in tests/data when `data_dir` is "".
+
+    Raises FileNotFoundError naming the folder when `data_dir` is given but holds no .npz (a run on the shipped
+    subset would look like the user's own result).
+    """
     from selfmae.experiments import MEDMNIST_SAMPLE
 
-    if data_dir:
-        root = Path(data_dir).expanduser()
-        for candidate in (root, root / "medmnist"):
-            if candidate.is_file() and candidate.suffix == ".npz":
-                return str(candidate)
-            if candidate.is_dir() and any(candidate.glob("*.npz")):
-                return str(candidate)
-        print(f"no MedMNIST .npz in {root}: using the shipped PneumoniaMNIST subset {MEDMNIST_SAMPLE}")
-    return str(MEDMNIST_SAMPLE)
+    if not data_dir:
+        return str(MEDMNIST_SAMPLE)
+    root = Path(data_dir).expanduser()
+    for candidate in (root, root / "medmnist"):
+        if candidate.is_file() and candidate.suffix == ".npz":
+            return str(candidate)
+        if candidate.is_dir() and any(candidate.glob("*.npz")):
+            return str(candidate)
+    raise FileNotFoundError(f"data_dir={str(data_dir)!r}: no MedMNIST .npz there (nor in its medmnist/ folder); "
+                            "give a .npz file or a folder holding one, or leave data_dir empty for the shipped "
+                            "PneumoniaMNIST subset")
+
+
+def medmnist_description(source: str | Path) -> str:
+    """How captions name a MedMNIST source: the shipped subset, or the file used with its split sizes
+    (e.g. 'pneumoniamnist.npz: 4708/524/624 train/val/test images')."""
+    from selfmae.data import load_npz
+    from selfmae.data.medmnist import medmnist_file
+    from selfmae.experiments import MEDMNIST_SAMPLE
+
+    path = medmnist_file({"data_dir": str(source)})
+    if path.resolve() == MEDMNIST_SAMPLE.resolve():
+        return "PneumoniaMNIST (real, the balanced subset shipped in tests/data)"
+    arrays = load_npz(path)
+    sizes = "/".join(str(len(arrays[f"{s}_images"])) for s in ("train", "val", "test"))
+    return f"{path.name}: {sizes} train/val/test images"
+
+
+def source_data_label(source: str | Path, profile: str = "tiny") -> str:
+    """The data an explorer source shows, for a stamp: 'synthetic' for a phantom, else the file as
+    `selfmae.provenance.data_label` names it (shipped samples by their path in the repository)."""
+    from selfmae.provenance import data_label
+
+    if str(source).startswith("phantom:"):
+        return "synthetic"
+    return data_label(resolve_source(source, profile))

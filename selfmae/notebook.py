@@ -4,6 +4,10 @@
     cfg = ctx.config("pretrain_btcv")             # resolved, with data_dir/device/max_steps applied
     ctx.save_table(df, "table1_btcv", "caption")  # tables/<profile>/table1_btcv.{csv,md,tex}, stamped
     ctx.save_figure(fig, "fig2_reconstructions")  # figures/<profile>/fig2_reconstructions.{png,pdf}, stamped
+
+Runs on data other than the default go to runs/<profile>/data-<tag>/ (`selfmae.provenance.data_tag`), so
+pointing a notebook at new data never collides with finished runs on other data; stamps name the data by
+`selfmae.provenance.data_label` (never an absolute path).
 """
 from __future__ import annotations
 
@@ -26,7 +30,11 @@ class NotebookContext:
     overrides: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from selfmae.provenance import data_tag
+
         self.runs = Path(self.out_dir or REPO_ROOT / "runs" / self.profile)
+        if data_tag(self.data_dir):
+            self.runs = self.runs / f"data-{data_tag(self.data_dir)}"
         results = Path(self.results_dir or REPO_ROOT)
         self.tables = results / "tables" / self.profile
         self.figures = results / "figures" / self.profile
@@ -59,21 +67,24 @@ class NotebookContext:
     def config(self, experiment: str, extra: Mapping[str, Any] | None = None) -> dict:
         return load_config(experiment, self.profile, self.run_overrides(experiment, extra))
 
-    def stamp(self, dataset: str):
+    def stamp(self, dataset: str, data: str | None = None):
+        """The provenance stamp; `data` names the data actually shown when it is not `dataset`'s folder (e.g. a
+        shipped real sample), else `selfmae.provenance.data_label` of that folder."""
+        from selfmae.provenance import data_label
         from selfmae.report import Stamp
 
-        return Stamp.collect(self.profile, self.dataset_dir(dataset) or "synthetic")
+        return Stamp.collect(self.profile, data or data_label(self.dataset_dir(dataset)))
 
-    def save_table(self, df, name: str, caption: str, dataset: str) -> dict:
+    def save_table(self, df, name: str, caption: str, dataset: str, data: str | None = None) -> dict:
         from selfmae.report import write_table
 
-        paths = write_table(df, name, self.tables, self.stamp(dataset), caption)
+        paths = write_table(df, name, self.tables, self.stamp(dataset, data), caption)
         print(f"table {name}: {', '.join(str(p) for p in paths.values())}")
         return paths
 
-    def save_figure(self, fig, name: str, dataset: str) -> dict:
+    def save_figure(self, fig, name: str, dataset: str, data: str | None = None) -> dict:
         from selfmae.viz import save_figure
 
-        paths = save_figure(fig, name, self.figures, self.stamp(dataset))
+        paths = save_figure(fig, name, self.figures, self.stamp(dataset, data))
         print(f"figure {name}: {', '.join(str(p) for p in paths.values())}")
         return paths

@@ -1,0 +1,44 @@
+"""What data a run used, said the same way in run folders, stamps and captions.
+
+* `data_label(path)`: the data in a stamp: "synthetic", a path relative to the repository for data shipped in
+  it (e.g. tests/data/medmnist/pneumoniamnist_subset.npz), or the dataset's own folder or file name for data
+  elsewhere ("ChestX-ray14"): never an absolute path of the machine that ran it.
+* `data_tag(path)`: a short folder name for runs on data other than the default (synthetic phantoms, the
+  shipped PneumoniaMNIST subset): "<name>-<6 hex digits of the resolved path>", so runs on other data land in
+  their own folders instead of colliding with finished runs on the default data.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+from selfmae.repro import REPO_ROOT
+
+DEFAULT_DATA = (REPO_ROOT / "tests" / "data" / "medmnist" / "pneumoniamnist_subset.npz",)
+
+
+def _resolved(path: str | os.PathLike) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def data_label(path: str | os.PathLike | None) -> str:
+    """'synthetic' for no path, else the path relative to the repository, else the file or folder's name."""
+    if not path:
+        return "synthetic"
+    resolved = _resolved(path)
+    try:
+        return resolved.relative_to(REPO_ROOT.resolve()).as_posix()
+    except ValueError:
+        return resolved.name or str(path)
+
+
+def data_tag(path: str | os.PathLike | None) -> str:
+    """'' for the default data (no path, or a shipped default such as the PneumoniaMNIST subset), else a short,
+    stable folder name for it: '<name>-<6 hex of its resolved path>' (name reduced to [A-Za-z0-9_.-])."""
+    if not path or _resolved(path) in {p.resolve() for p in DEFAULT_DATA}:
+        return ""
+    resolved = _resolved(path)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", resolved.name)[:32] or "data"
+    return f"{name}-{hashlib.sha1(str(resolved).encode()).hexdigest()[:6]}"
