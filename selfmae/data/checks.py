@@ -225,10 +225,12 @@ def require_valid(dataset: str, data_dir: str | os.PathLike, memo_dir: str | os.
 
 
 def data_fingerprint(data_dir: str | os.PathLike) -> str:
-    """sha1 of (relative path, size, mtime) of every file under `data_dir` (or of the file itself) and of this
-    module's source: what a remembered check depends on."""
+    """sha1 of (relative path, size, mtime) of every file under `data_dir` (or of the file itself) and of the
+    checker's source (this module and the readers it calls): what a remembered check depends on."""
     root = Path(data_dir).resolve()
-    digest = hashlib.sha1(Path(__file__).read_bytes())
+    digest = hashlib.sha1()
+    for module in ("checks", "common", "dataset_json", "brats", "btcv", "cxr14", "medmnist"):
+        digest.update((Path(__file__).parent / f"{module}.py").read_bytes())
     digest.update(str(root).encode())
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
     for path in files:
