@@ -91,6 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors about the user's inputs (data, weights and checkpoint files), whose messages say what to fix."""
+    from selfmae.data import DataError
+    from selfmae.models.transfer import PretrainedWeightsError
+    from selfmae.torchfile import WeightsFileError
+    from selfmae.train import CheckpointError
+
+    return DataError, PretrainedWeightsError, WeightsFileError, CheckpointError, FileNotFoundError
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "prepare-data":
@@ -127,11 +137,15 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config, args.profile, _overrides(args))
     from selfmae import experiments
 
-    if args.command == "pretrain":
-        result = experiments.run_pretrain(cfg, out_dir=args.out_dir, force=args.force)
-    elif args.command == "finetune":
-        result = experiments.run_finetune(cfg, out_dir=args.out_dir, force=args.force)
-    else:
-        result = experiments.run_evaluate(cfg, checkpoint=args.checkpoint, out_dir=args.out_dir)
+    try:
+        if args.command == "pretrain":
+            result = experiments.run_pretrain(cfg, out_dir=args.out_dir, force=args.force)
+        elif args.command == "finetune":
+            result = experiments.run_finetune(cfg, out_dir=args.out_dir, force=args.force)
+        else:
+            result = experiments.run_evaluate(cfg, checkpoint=args.checkpoint, out_dir=args.out_dir)
+    except _user_errors() as err:   # the message names the file and what is wrong: no traceback needed
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     print(json.dumps(result if isinstance(result, dict) else experiments.summary(result), indent=2, default=str))
     return 0

@@ -105,7 +105,9 @@ def test_nnunet_v2_folder_trains_through_the_pipeline(tmp_path):
 
 
 # ------------------------------------------------------------------------------------- empty splits (case 6)
-def test_cxr14_with_one_patient_is_refused_before_training(tmp_path):
+def test_cxr14_with_one_patient_is_refused_before_training(tmp_path, capsys):
+    from selfmae.cli import main
+
     root = tmp_path / "cxr"
     shutil.copytree(SAMPLES / "cxr14-sample", root)
     names = sorted(p.name for p in (root / "images").iterdir())
@@ -120,6 +122,11 @@ def test_cxr14_with_one_patient_is_refused_before_training(tmp_path):
                for p in problems), problems
     with pytest.raises(DataError, match="split 'val' is empty"):
         read_cxr14(root)
+    rc = main(["pretrain", "--config", "pretrain_cxr14", "--data-dir", str(root), "--out-dir", str(tmp_path / "run"),
+               "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "split 'val' is empty" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "metrics.csv").exists()
 
 
 def test_brats_with_one_case_cannot_be_split(tmp_path):
