@@ -18,18 +18,19 @@ pytestmark = pytest.mark.slow
 
 TABLES = {  # name -> columns that must be there
     "data_check": ["dataset", "root", "problems"],
-    "table1_btcv": ["Method", "Source", "Avg DSC", "Avg HD95", "Aorta", "Gallbladder", "Kidney(L)", "Kidney(R)",
-                    "Liver", "Pancreas", "Spleen", "Stomach"],
-    "table1_btcv_hd95": ["Method", "Source", "Avg HD95", "Aorta", "Stomach"],
+    "table1_btcv": ["Method", "Architecture", "Source", "Avg DSC", "Avg HD95", "Aorta", "Gallbladder", "Kidney(L)",
+                    "Kidney(R)", "Liver", "Pancreas", "Spleen", "Stomach"],
+    "table1_btcv_hd95": ["Method", "Architecture", "Source", "Avg HD95", "Aorta", "Stomach"],
     "table2_cxr14": ["Architecture", "Pre-training", "Data", "Epochs", "Source", "mAUC"],
-    "table3_brats": ["Method", "Source", "Avg DSC (ET=3)", "Avg DSC (ET=2)", "WT DSC", "ET=3 DSC", "ET=2 DSC",
-                     "TC DSC", "TC HD95"],
-    "table3_ablation_brats": ["Mask ratio", "Pre-train epochs (paper)", "Pre-train epochs (ours)", "Source",
-                              "Avg DSC", "WT DSC", "ET=2 DSC", "ET=3 DSC", "TC DSC"],
-    "table3_ablation_btcv": ["Mask ratio", "Pre-train epochs (paper)", "Pre-train epochs (ours)", "Source", "Avg DSC"],
-    "nnformer_comparison": ["Model", "Source", "Avg DSC"],
+    "table3_brats": ["Method", "Architecture", "Source", "Avg DSC (ET=3)", "Avg DSC (ET=2)", "WT DSC", "ET=3 DSC",
+                     "ET=2 DSC", "TC DSC", "TC HD95"],
+    "table3_ablation_brats": ["Mask ratio", "Pre-train epochs (paper)", "Pre-train epochs (ours)", "Architecture",
+                              "Source", "Avg DSC", "WT DSC", "ET=2 DSC", "ET=3 DSC", "TC DSC"],
+    "table3_ablation_btcv": ["Mask ratio", "Pre-train epochs (paper)", "Pre-train epochs (ours)", "Architecture",
+                             "Source", "Avg DSC"],
+    "nnformer_comparison": ["Model", "Architecture", "Source", "Avg DSC"],
     "nnformer_convergence": ["init", "seed", "epochs to 95% of final DSC"],
-    "quickstart_pneumoniamnist": [],
+    "quickstart_pneumoniamnist": ["method", "Architecture"],
 }
 FIGURES = ["fig0_masking_demo", "data_examples_cxr14", "data_examples_btcv", "data_examples_brats",
            "curves_pretrain_cxr14", "recon_pretrain_cxr14", "curves_pretrain_btcv", "recon_pretrain_btcv",
@@ -92,8 +93,11 @@ def test_reproduced_rows_hold_our_numbers(executed):
     assert ours.loc["UNETR+ImageNet", "Avg DSC"] == "not run"       # no local ImageNet weights in the test
     paper = t1[t1["Source"] == "paper"].set_index("Method")
     assert paper.loc["UNETR+MAE", "Avg DSC"] == "83.52"
+    assert paper.loc["UNETR+MAE", "Architecture"] == "UNETR (ViT-B/16)"
+    assert all(a.startswith("UNETR (ViT ") for a in ours["Architecture"])   # the tiny UNETR, named as built
     t2 = read_table(root / "tables" / "tiny" / "table2_cxr14.csv")
     assert len(t2) == 10 + 4                                          # the paper's 10 rows + 4 reproduced rows
+    assert all(a.startswith("ViT ") for a in t2.loc[t2["Source"] != "paper", "Architecture"])   # not ViT-B/16
 
 
 @pytest.mark.parametrize("name", FIGURES)

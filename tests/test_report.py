@@ -22,3 +22,29 @@ def test_segmentation_tables_state_the_conventions_in_every_format(tmp_path):
 def test_a_nan_seed_is_counted_in_the_cell():
     assert format_ci([0.5, float("nan"), 0.7], 100.0).endswith("(1 of 3 NaN)")
     assert format_ci([0.5, 0.7], 100.0) == "60.00 ± 127.06"
+
+
+def test_every_table_names_each_rows_architecture():
+    """Paper rows say what the paper ran, ours what we built; methods not run still say 'not run'."""
+    from selfmae.report import nnformer_comparison, table1_btcv_hd95, table2_cxr14, table3_ablation
+
+    seed = {"dice": 0.5, "hd95": 10.0, "mAUC": 0.6, "dice/WT": 0.5, "dice/ET": 0.5, "dice/TC": 0.5}
+    tiny = "UNETR (ViT 4x64, patch 4, features 8)"
+    for df in (table1_btcv({"mae": [seed]}, architecture=tiny), table1_btcv_hd95({"mae": [seed]}, architecture=tiny),
+               table3_brats({"mae": [seed]}, {"mae": [seed]}, architecture=tiny)):
+        paper, ours = df[df["Source"] == "paper"].set_index("Method"), df[df["Source"] != "paper"].set_index("Method")
+        assert paper.loc["UNETR+MAE", "Architecture"] == "UNETR (ViT-B/16)"
+        assert (ours["Architecture"] == tiny).all() and ours.loc["UNETR", df.columns[-1]] == "not run"
+        if "U-Net(R50)" in paper.index:
+            assert paper.loc["U-Net(R50)", "Architecture"] == "U-Net(R50)"   # a baseline: its own name
+    t2 = table2_cxr14({"mae": [seed]}, epochs={"mae": 8}, architecture={"mae": "ViT 4x64, patch 8"})
+    ours = t2[t2["Source"] != "paper"]
+    assert list(ours["Architecture"]) == ["–", "–", "–", "ViT 4x64, patch 8"]   # methods without a name: "–"
+    assert list(ours["mAUC"])[:3] == ["not run"] * 3 and "ViT-B/16" in set(t2[t2["Source"] == "paper"]["Architecture"])
+    abl = table3_ablation("btcv", {(0.125, 10000): [seed]}, {10000: 4}, architecture=tiny)
+    assert set(abl[abl["Source"] == "paper"]["Architecture"]) == {"UNETR (ViT-B/16)"}
+    assert set(abl[abl["Source"] != "paper"]["Architecture"]) == {tiny}
+    nn = nnformer_comparison({"nnformer_mae": [seed]}, architecture={"nnformer_mae": "nnFormer (C=24, depths 2-2-2)"})
+    mae = nn[(nn["Model"] == "MAE + nnFormer")].set_index("Source")["Architecture"]
+    assert list(mae) == ["nnFormer", "nnFormer (C=24, depths 2-2-2)"]
+    assert nn.loc[nn["Model"] == "TransUNet", "Architecture"].tolist() == ["TransUNet", "–"]

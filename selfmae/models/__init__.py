@@ -11,6 +11,7 @@ from typing import Any
 from torch import nn
 
 from .classifier import ViTClassifier
+from .describe import architecture_name
 from .layer_decay import param_groups
 from .mae import MAE, random_masking
 from .transfer import LoadReport, load_pretrained_encoder, read_state_dict
@@ -20,6 +21,7 @@ from .vit import ViT, interpolate_pos_embed, sincos_pos_embed
 __all__ = [
     "ViT", "MAE", "ViTClassifier", "UNETR", "build_model", "img_size_of", "load_pretrained_encoder", "LoadReport",
     "read_state_dict", "param_groups", "random_masking", "sincos_pos_embed", "interpolate_pos_embed",
+    "architecture_name",
 ]
 
 log = logging.getLogger(__name__)
