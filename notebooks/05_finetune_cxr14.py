@@ -28,6 +28,7 @@ imagenet_weights = ""
 
 # %%
 from selfmae.experiments import finetune_study, init_methods, study_histories
+from selfmae.models import architecture_name
 from selfmae.notebook import NotebookContext
 from selfmae.report import table2_cxr14
 from selfmae.viz import plot_training_curves
@@ -60,7 +61,8 @@ results = finetune_study("finetune_cxr14", profile, methods, seeds, study_dir,
 
 # %%
 table = table2_cxr14(results, epochs={"scratch": epochs, "scratch_long": 4 * epochs, "imagenet": epochs,
-                                      "mae": epochs}, label=f"ours ({profile})")
+                                      "mae": epochs}, label=f"ours ({profile})",
+                     architecture=architecture_name(cfg["model"]))   # what we built: ViT-B/16 only if it is one
 ctx.save_table(table, "table2_cxr14", "Table 2: ChestX-ray14 mean AUC (%), official test list; ours = mean ± 95% CI "
                "over seeds", "cxr14")
 table

@@ -22,6 +22,7 @@ imagenet_weights = ""
 
 # %%
 from selfmae.experiments import finetune_study, init_methods, study_histories
+from selfmae.models import architecture_name
 from selfmae.notebook import NotebookContext
 from selfmae.report import table1_btcv, table1_btcv_hd95
 from selfmae.viz import plot_training_curves
@@ -50,10 +51,11 @@ results = finetune_study("finetune_btcv", profile, methods, seeds, study_dir,
 
 # %%
 label = f"ours ({profile})"
-table = table1_btcv(results, label=label)
+architecture = architecture_name(ctx.config("finetune_btcv")["model"])   # the UNETR we built
+table = table1_btcv(results, label=label, architecture=architecture)
 ctx.save_table(table, "table1_btcv", "Table 1: BTCV, DSC (%) per organ and average DSC / HD95 (mm); ours = mean "
                "± 95% CI over seeds", "btcv")
-ctx.save_table(table1_btcv_hd95(results, label=label), "table1_btcv_hd95",
+ctx.save_table(table1_btcv_hd95(results, label=label, architecture=architecture), "table1_btcv_hd95",
                "Table 1 companion: BTCV HD95 (mm) per organ", "btcv")
 table
 

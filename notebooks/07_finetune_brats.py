@@ -24,6 +24,7 @@ imagenet_weights = ""
 
 # %%
 from selfmae.experiments import finetune_study, init_methods, study_histories
+from selfmae.models import architecture_name
 from selfmae.notebook import NotebookContext
 from selfmae.report import table3_brats
 from selfmae.viz import plot_training_curves
@@ -53,7 +54,8 @@ results_code_et = finetune_study("finetune_brats", profile, methods, seeds, code
 # `ET=3` is the enhancing tumour as `dataset.json` defines it.
 
 # %%
-table = table3_brats(results, results_code_et, label=f"ours ({profile})")
+table = table3_brats(results, results_code_et, label=f"ours ({profile})",
+                     architecture=architecture_name(ctx.config("finetune_brats")["model"]))
 ctx.save_table(table, "table3_brats", "Table 3 (upper): MSD BraTS, DSC (%) and HD95 (mm) per region; ET=3 is "
                "dataset.json's enhancing tumour, ET=2 the SelfMedMAE code's; ours = mean ± 95% CI over seeds",
                "brats")

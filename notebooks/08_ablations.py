@@ -22,6 +22,7 @@ overrides = {}
 
 # %%
 from selfmae.experiments import ablation_epochs, ablation_study
+from selfmae.models import architecture_name
 from selfmae.notebook import NotebookContext
 from selfmae.report import table3_ablation
 from selfmae.viz import plot_metric_lines
@@ -56,7 +57,8 @@ for dataset, grid in grids.items():
 
 # %%
 for dataset in ("brats", "btcv"):
-    table = table3_ablation(dataset, results[dataset], epochs[dataset], label=f"ours ({profile})")
+    table = table3_ablation(dataset, results[dataset], epochs[dataset], label=f"ours ({profile})",
+                            architecture=architecture_name(ctx.config(f"finetune_{dataset}")["model"]))
     ctx.save_table(table, f"table3_ablation_{dataset}", f"Table 3 (lower), {dataset.upper()}: fine-tuned DSC (%) by "
                    "MAE mask ratio and pre-training length; ours = mean ± 95% CI over seeds", dataset)
     display(table)

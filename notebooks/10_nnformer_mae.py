@@ -25,6 +25,7 @@ label_fractions = [0.1, 0.25, 0.5, 1.0]
 import pandas as pd
 
 from selfmae.experiments import finetune_study, last_epoch_scores, load_history, run_pretrain, study_histories
+from selfmae.models import architecture_name
 from selfmae.notebook import NotebookContext
 from selfmae.report import epochs_to_reach, nnformer_comparison
 from selfmae.viz import plot_metric_lines, plot_training_curves
@@ -61,7 +62,10 @@ swin = finetune_study("finetune_swinunetr_btcv", profile, {"swin_unetr": {}}, sw
 unetr = finetune_study("finetune_btcv", profile, {"scratch": {}}, seeds, ctx.runs / "finetune_btcv",
                        overrides=ctx.run_overrides("finetune_btcv"))
 ours = {**nnformer, **swin, "unetr": unetr["scratch"]}
-table = nnformer_comparison(ours, label=f"ours ({profile})")
+built = {name: architecture_name(ctx.config(experiment)["model"]) for name, experiment in
+         (("nnformer_scratch", "finetune_nnformer_btcv"), ("nnformer_mae", "finetune_nnformer_btcv"),
+          ("swin_unetr", "finetune_swinunetr_btcv"), ("unetr", "finetune_btcv"))}
+table = nnformer_comparison(ours, label=f"ours ({profile})", architecture=built)
 ctx.save_table(table, "nnformer_comparison", "MAE + nnFormer, Table II: BTCV average DSC (%); ours = mean ± 95% "
                "CI over seeds", "btcv")
 table

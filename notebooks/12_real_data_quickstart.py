@@ -32,6 +32,7 @@ overrides = {}
 import time
 
 from selfmae.experiments import finetune_study, run_pretrain, study_histories
+from selfmae.models import architecture_name
 from selfmae.explore import MaskExplorer, medmnist_description, medmnist_source, plot_view, quickstart_table
 from selfmae.notebook import NotebookContext
 from selfmae.viz import plot_training_curves
@@ -95,7 +96,8 @@ results = finetune_study("finetune_medmnist", profile, methods, seeds, study_dir
 
 # %%
 table = quickstart_table(results, metric="mAUC", labels={"scratch": "ViT from scratch",
-                                                         "mae": "ViT, MAE self pre-trained"})
+                                                         "mae": "ViT, MAE self pre-trained"},
+                         architecture=architecture_name(ft_cfg["model"]))
 ctx.save_table(table, "quickstart_pneumoniamnist", f"{data_name}: test AUC (%), scratch vs MAE self "
                "pre-training; mean ± 95% CI over seeds", "medmnist")
 table

@@ -784,19 +784,22 @@ def explorer_widget(source: str | Path = "sample:pneumoniamnist", checkpoint: st
 
 # ------------------------------------------------------------------------------------------ quickstart --------
 def quickstart_table(results: Mapping[str, Sequence[Mapping[str, float]]], metric: str = "mAUC",
-                     labels: Mapping[str, str] | None = None, scale: float = 100.0):
+                     labels: Mapping[str, str] | None = None, scale: float = 100.0,
+                     architecture: str | Mapping[str, str] | None = None):
     """Scratch vs MAE (or any methods) on one dataset: mean ± 95 % CI over seeds and the per-seed values.
 
-    results: method -> list of run summaries (finetune_study's output). Returns a DataFrame, one row per method.
+    results: method -> list of run summaries (finetune_study's output); architecture: the model built (a name, or
+    method -> name, see `selfmae.models.architecture_name`). Returns a DataFrame, one row per method.
     """
     import pandas as pd
 
-    from selfmae.report import format_ci
+    from selfmae.report import format_ci, our_architecture
 
     rows = []
     for method, runs in results.items():
         values = [float(r[metric]) for r in runs if r.get(metric) is not None]
-        rows.append({"method": (labels or {}).get(method, method), "seeds": len(values),
+        rows.append({"method": (labels or {}).get(method, method),
+                     "Architecture": our_architecture(architecture, method), "seeds": len(values),
                      f"{metric} (%)": format_ci(values, scale=scale),
                      "per seed": ", ".join(f"{scale * v:.2f}" for v in values)})
     return pd.DataFrame(rows)

@@ -184,6 +184,8 @@ def test_quickstart_helpers(tmp_path):
     table = quickstart_table(results, labels={"scratch": "from scratch"})
     assert list(table["method"]) == ["from scratch", "mae"]
     assert table.loc[0, "mAUC (%)"].startswith("82.00 ± ") and table.loc[1, "mAUC (%)"] == "90.00 (n=1)"
+    named = quickstart_table(results, architecture="ViT 4x64, patch 4")
+    assert list(named["Architecture"]) == ["ViT 4x64, patch 4"] * 2 and list(table["Architecture"]) == ["–", "–"]
     assert medmnist_source("").endswith("pneumoniamnist_subset.npz")
     (tmp_path / "medmnist").mkdir()
     (tmp_path / "medmnist" / "x.npz").write_bytes(b"")
