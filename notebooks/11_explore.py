@@ -53,7 +53,10 @@ for label, path in checkpoints.items():
 # **mask seed** to hide a different random set at the same ratio. For a volume, **slice** and **axis** move through
 # the 3D reconstruction (the model runs once on the whole 32³ crop; slicing is free). Try the models: *untrained*
 # is a network with random weights, and each MAE checkpoint found under `runs/` was pre-trained at the mask ratio
-# its name says.
+# its name says. The explorer opens on the MAE that notebook 12 (PneumoniaMNIST) or 02 (chest X-rays) pre-trained
+# — 03 or 04 for a volume — and on *untrained* only when none has run; the **model** line above the panels (and
+# the line printed below) says which: the checkpoint, how many epochs and optimiser steps it was trained, its last
+# validation loss.
 #
 # One detail explains what the untrained model shows. The MAE regresses *normalised* pixels (`norm_pix_loss`, the
 # MAE default): for each hidden patch it predicts the pattern, with the patch's own mean and contrast taken out. To
@@ -64,6 +67,7 @@ for label, path in checkpoints.items():
 
 # %%
 ui = explorer_widget(image, runs_dir=ctx.runs, profile=profile)
+print("the explorer opens on:", ui.core.model_description)
 ui
 
 # %% [markdown]
@@ -109,14 +113,14 @@ errors.groupby(["model", "mask ratio (%)"])["MSE"].mean().unstack(0).round(4)
 # ## One volume at 12.5 % and at 75 %
 #
 # The paper's best ratio for volumes next to the natural-image default, on the middle axial slice of a real
-# abdominal CT (the shipped TotalSegmentator sample), with the untrained 3D model or a 3D checkpoint if one exists.
+# abdominal CT (the shipped TotalSegmentator sample), with the 3D MAE of notebook 03 (or 04) when one exists, else
+# the untrained one; the line printed says which.
 
 # %%
-volume_models = [path for path in checkpoints.values() if checkpoint_dims(path) == 3]
-volume_explorer = MaskExplorer(volume, checkpoint=(volume_models or [UNTRAINED])[0], profile=profile,
-                               runs_dir=ctx.runs)
+volume_explorer = MaskExplorer(volume, profile=profile, runs_dir=ctx.runs)   # the trained 3D MAE, if one exists
+print("model:", volume_explorer.model_description)
 for ratio in (0.125, 0.75):
     volume_explorer.set_mask_ratio(ratio)
     view = volume_explorer.update()
-    fig = plot_view(view, title=f"{100 * ratio:g} % hidden")
+    fig = plot_view(view, title=f"{100 * ratio:g} % hidden\n{volume_explorer.entry.label}")
     ctx.save_figure(fig, f"explore_volume_mask{100 * ratio:g}", "btcv", data=source_data_label(volume, profile))

@@ -2,7 +2,8 @@
 
 Two layers, so tests and notebooks can drive everything without a browser:
 
-    ex = MaskExplorer("sample:pneumoniamnist", checkpoint="untrained")   # or a file, or a runs/.../last.pt
+    ex = MaskExplorer("sample:pneumoniamnist")      # the trained MAE of notebooks 02-04/12 if one has run
+    ex.model_description                            # which model: checkpoint, epochs and steps, or "untrained: ..."
     ex.set_mask_ratio(0.25)
     view = ex.update()          # view.images: original / masked / recon / pasted / error (2D arrays)
     view.mse, view.n_hidden, view.n_patches
@@ -17,7 +18,9 @@ them). Each is prepared as the training pipelines prepare it: 2D images resized 
 centre-cropped to `data.crop`; volumes reoriented to RAS, resampled to `data.spacing` and centre-cropped/padded to
 `data.roi_size`. Models are MAE checkpoints found under a runs folder (their `config.yaml` beside them says how to
 build them), or "untrained": a tiny MAE built from the profile's config with fixed weights, to show what a model
-that has learnt nothing produces.
+that has learnt nothing produces. The explorer opens on the trained MAE that fits the image (`default_checkpoint`:
+notebook 02's or 12's for 2D images, 03's or 04's for volumes) and on "untrained" only when none has run; it says
+which (`MaskExplorer.model_description`, the widget's model line).
 """
 from __future__ import annotations
 
@@ -53,6 +56,9 @@ SAMPLES = {
 UNTRAINED_EXPERIMENT = {"medmnist": "pretrain_medmnist", 2: "pretrain_cxr14", 3: "pretrain_btcv"}
 # where pre-training runs leave their checkpoints (relative to runs/<profile>)
 CHECKPOINT_PATTERNS = ("pretrain_*/last.pt", "pretrain_*/*/last.pt", "ablation_*/mask*/pretrain/last.pt")
+# the pre-training runs the explorer opens on, best first, by image kind (notebooks 12/02 for 2D, 03/04 for 3D)
+PREFERRED_RUNS = {"medmnist": ("pretrain_medmnist", "pretrain_cxr14"), 2: ("pretrain_cxr14", "pretrain_medmnist"),
+                  3: ("pretrain_btcv", "pretrain_brats")}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 VOLUME_SUFFIXES = (".nii", ".nii.gz")
 ARRAY_SUFFIXES = (".npy", ".npz")
@@ -233,6 +239,8 @@ class ModelEntry:
     model: torch.nn.Module
     cfg: dict
     label: str
+    trained: bool = False
+    description: str = ""   # which model, said in full: checkpoint, epochs, steps, loss, architecture
 
     @property
     def spatial_dims(self) -> int:
@@ -289,6 +297,44 @@ def checkpoint_dims(checkpoint: str | Path) -> int | None:
         return None
 
 
+def default_checkpoint(image: LoadedImage, runs_dir: str | Path) -> Path | str:
+    """The checkpoint the explorer opens on for `image`: the last.pt of the pre-training notebook that fits it
+    (PREFERRED_RUNS: PneumoniaMNIST -> pretrain_medmnist, other 2D -> pretrain_cxr14, volumes -> pretrain_btcv,
+    then pretrain_brats), else any other MAE checkpoint of the image's dimensions under runs_dir (e.g. an ablation
+    run), else UNTRAINED: untrained only when nothing has run."""
+    runs_dir = Path(runs_dir)
+    kind = "medmnist" if image.kind == "medmnist" and image.spatial_dims == 2 else image.spatial_dims
+    preferred = [runs_dir / name / "last.pt" for name in PREFERRED_RUNS[kind]]
+    others = [p for p in discover_checkpoints(runs_dir).values() if p not in preferred] if runs_dir.is_dir() else []
+    for path in preferred + others:
+        if path.is_file() and checkpoint_dims(path) == image.spatial_dims:
+            return path
+    return UNTRAINED
+
+
+def _shown_path(path: Path) -> str:
+    """A checkpoint path as labels show it: relative to the repository when inside it."""
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _trained_description(path: Path, state: Mapping, cfg: Mapping) -> str:
+    """'trained MAE: runs/tiny/pretrain_cxr14/last.pt · 8 epochs, 48 optimiser steps · validation masked-patch
+    loss 0.412 · MAE (ViT 4x64, patch 8; decoder 2x32), mask 75 %' (what the checkpoint itself records)."""
+    from selfmae.models import architecture_name
+
+    history = state.get("history") or []
+    losses = [row["val_loss"] for row in history if isinstance(row, Mapping) and row.get("val_loss") is not None]
+    parts = [f"trained MAE: {_shown_path(path)}",
+             f"{len(history)} epochs, {int(state.get('step') or 0)} optimiser steps"]
+    if losses:
+        parts.append(f"validation masked-patch loss {float(losses[-1]):.3f}")
+    parts.append(f"{architecture_name(cfg['model'])}, mask {100 * float(cfg['model']['mask_ratio']):g} %")
+    return " · ".join(parts)
+
+
 def build_explorer_model(checkpoint: str | Path, image: LoadedImage, profile: str = "tiny") -> ModelEntry:
     """An MAE in eval mode: weights from `checkpoint`, or UNTRAINED (a fixed-seed tiny MAE for the image's kind)."""
     from selfmae.config import load_config
@@ -301,7 +347,11 @@ def build_explorer_model(checkpoint: str | Path, image: LoadedImage, profile: st
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = build_model(cfg["model"], cfg["data"])
-        return ModelEntry(model.eval(), cfg, f"untrained ({experiment}, {profile})")
+        from selfmae.models import architecture_name
+
+        return ModelEntry(model.eval(), cfg, f"untrained ({experiment}, {profile})", trained=False,
+                          description=f"untrained: random weights, {architecture_name(cfg['model'])} "
+                                      f"({experiment}, {profile})")
     path = Path(checkpoint).expanduser()
     if not path.is_file():
         raise ExplorerError(f"checkpoint not found: {path} — run the pre-training notebook that writes it "
@@ -317,7 +367,8 @@ def build_explorer_model(checkpoint: str | Path, image: LoadedImage, profile: st
         raise ExplorerError(str(err)) from None
     model.load_state_dict(state["model"])
     run = path.parent.parent if path.parent.name == "pretrain" else path.parent   # ablation_*/mask*/pretrain
-    return ModelEntry(model.eval(), cfg, f"{run.name} (MAE, mask {100 * float(cfg['model']['mask_ratio']):g} %)")
+    return ModelEntry(model.eval(), cfg, f"{run.name} (MAE, mask {100 * float(cfg['model']['mask_ratio']):g} %)",
+                      trained=True, description=_trained_description(path, state, cfg))
 
 
 # ------------------------------------------------------------------------------------------------- core -------
@@ -365,11 +416,14 @@ def _threads(n: int | None):
 class MaskExplorer:
     """Plain-Python core of the explorer: choose an image, a model, a mask ratio and seed; `update()` draws.
 
+    checkpoint: None (default) opens on the trained MAE that fits the image (`default_checkpoint`; UNTRAINED only
+    when no pre-training has run under runs_dir) and keeps following the image until a model is chosen; or a
+    checkpoint file, or UNTRAINED. `model_description` says which model is shown.
     The model runs once per (image, model, ratio, seed); moving the slice or axis only re-slices the cached result.
     `threads`: torch CPU threads for the model (1 suits the tiny models; None keeps torch's setting).
     """
 
-    def __init__(self, source: str | Path = "sample:pneumoniamnist", checkpoint: str | Path = UNTRAINED,
+    def __init__(self, source: str | Path = "sample:pneumoniamnist", checkpoint: str | Path | None = None,
                  mask_ratio: float = 0.75, seed: int = 0, index: int = 0, profile: str = "tiny",
                  runs_dir: str | Path | None = None, axis: int = 2, threads: int | None = 1):
         self.profile, self.threads = profile, threads
@@ -380,22 +434,26 @@ class MaskExplorer:
         self._result: dict[str, Any] | None = None
         self._result_key: tuple | None = None
         self.checkpoint: str | Path = UNTRAINED
+        self.follows_default = checkpoint is None   # the trained default for each image, until a model is chosen
         self.set_mask_ratio(mask_ratio)
         self.set_source(source, index)
-        self.set_checkpoint(checkpoint)
+        if checkpoint is not None:
+            self.set_checkpoint(checkpoint)
 
     # -- choices ----------------------------------------------------------------------------------------------
     def set_source(self, source: str | Path, index: int = 0) -> LoadedImage:
-        """Load an image; an untrained model follows the image's kind, a trained one must match its dimensions."""
+        """Load an image. The default model follows the image (`default_checkpoint`); a chosen trained model that
+        does not fit its dimensions is replaced by the default for it; an untrained one follows the image's kind."""
         image = load_image(source, index, self.profile)
         self.source, self.index, self.image = source, int(index), image
-        if str(self.checkpoint) != UNTRAINED and getattr(self, "entry", None) is not None \
-                and self.entry.spatial_dims != image.spatial_dims:
-            self.checkpoint = UNTRAINED
+        mismatch = getattr(self, "entry", None) is not None and self.entry.spatial_dims != image.spatial_dims
+        if self.follows_default or (str(self.checkpoint) != UNTRAINED and mismatch):
+            self.checkpoint = default_checkpoint(image, self.runs_dir)
         self._load_model()
         return image
 
     def set_checkpoint(self, checkpoint: str | Path) -> None:
+        """Show this model (a checkpoint file or UNTRAINED) from now on, whatever the image."""
         previous = self.checkpoint
         self.checkpoint = checkpoint
         try:
@@ -403,6 +461,20 @@ class MaskExplorer:
         except ExplorerError:
             self.checkpoint = previous
             raise
+        self.follows_default = False
+
+    @property
+    def model_description(self) -> str:
+        """Which model is shown, in full: 'trained MAE: <checkpoint> · N epochs, M optimiser steps · validation
+        masked-patch loss L · <architecture>', or 'untrained: random weights ...' with what to run to train one."""
+        return self._model_description
+
+    def _describe_model(self) -> str:
+        text = self.entry.description or self.entry.label
+        if not self.entry.trained and default_checkpoint(self.image, self.runs_dir) == UNTRAINED:
+            text += (f" · no {self.image.spatial_dims}D MAE checkpoint under {_shown_path(self.runs_dir)}: "
+                     "run notebooks 02-04 (or 12) first")
+        return text
 
     def _load_model(self) -> None:
         key = (str(self.checkpoint), self.image.spatial_dims, self.image.kind)
@@ -413,6 +485,7 @@ class MaskExplorer:
             raise ExplorerError(f"{entry.label} is a {entry.spatial_dims}D model but {self.image.name} is "
                                 f"{self.image.spatial_dims}D; choose a matching image or checkpoint")
         self.entry = entry
+        self._model_description = self._describe_model()
         self.x = prepare_input(self.image, entry.cfg["data"])
         if self.image.spatial_dims == 3:
             self.slice_index = self.x.shape[2 + self.axis] // 2
@@ -617,6 +690,7 @@ class ExplorerWidget:
         self.plot_button = W.Button(description="plot error vs mask ratio", icon="line-chart",
                                     layout=W.Layout(width="240px"))
         self.status = W.HTML(layout=W.Layout(margin="6px 0 2px 0"))
+        self.model_line = W.HTML()   # which model: trained (checkpoint, epochs, steps) or untrained
         self.message = W.HTML()
         self.images = {name: W.Image(format="png", layout=W.Layout(width="180px", height="180px"))
                        for name in PANELS}
@@ -629,7 +703,7 @@ class ExplorerWidget:
         self.volume_controls = W.HBox([self.slice, self.axis])
         self.box = W.VBox([
             W.HBox([W.VBox([self.source, self.path, self.index]), W.VBox([self.checkpoint, self.checkpoint_path])]),
-            W.HBox([self.ratio, self.seed]), self.volume_controls, self.message, self.status,
+            W.HBox([self.ratio, self.seed]), self.volume_controls, self.message, self.model_line, self.status,
             W.HBox(panels), self.plot_button, self.curve,
         ])
         self.box.add_class("selfmae-explorer")
@@ -664,7 +738,7 @@ class ExplorerWidget:
         self._syncing = True
         try:
             dims = core.image.spatial_dims
-            options = [(f"untrained tiny MAE ({dims}D)", UNTRAINED)]
+            options = [(f"untrained MAE ({dims}D, random weights)", UNTRAINED)]
             options += [(label, str(path)) for label, path in self.checkpoints.items()
                         if checkpoint_dims(path) in (dims, None)]
             current = str(core.checkpoint)
@@ -684,10 +758,13 @@ class ExplorerWidget:
             self._syncing = False
 
     def refresh(self) -> ExplorerView:
-        """Recompute (if needed) and redraw the five panels and the status line."""
+        """Recompute (if needed) and redraw the five panels, the model line and the status line."""
         view = self.core.update()
         for name, png in render_panels(view).items():
             self.images[name].value = png
+        colour = "#1b5e20" if self.core.entry.trained else "#b35c00"
+        self.model_line.value = (f"<span class='selfmae-model' style='color:{colour}'><b>model:</b> "
+                                 f"{_escape(self.core.model_description)}</span>")
         self.status.value = (f"<span class='selfmae-status'>{_escape(self.core.image.name)} · "
                              f"{_escape(self.core.entry.label)} · hidden patches in blue"
                              f"<br><b>{_escape(view.summary())}</b></span>")
@@ -772,11 +849,13 @@ def _source_label(source: str | Path) -> str:
     return "a file of mine (path below)"
 
 
-def explorer_widget(source: str | Path = "sample:pneumoniamnist", checkpoint: str | Path = UNTRAINED,
+def explorer_widget(source: str | Path = "sample:pneumoniamnist", checkpoint: str | Path | None = None,
                     runs_dir: str | Path | None = None, profile: str = "tiny", mask_ratio: float = 0.75,
                     seed: int = 0, threads: int | None = 1) -> ExplorerWidget:
     """The explorer for JupyterLab: image / model / mask-ratio / seed / slice controls, five panels, the error
-    curve button. Checkpoints are discovered under runs_dir (default runs/<profile>)."""
+    curve button. Checkpoints are discovered under runs_dir (default runs/<profile>); it opens on the trained MAE
+    that fits the image (checkpoint=None, see `default_checkpoint`), untrained only when none has run, and its
+    model line says which."""
     core = MaskExplorer(source, checkpoint, mask_ratio=mask_ratio, seed=seed, profile=profile, runs_dir=runs_dir,
                         threads=threads)
     return ExplorerWidget(core, discover_checkpoints(core.runs_dir))

@@ -96,11 +96,15 @@ def test_discovered_checkpoint_loads_and_is_labelled(ui, runs):
     found = discover_checkpoints(runs)
     assert list(found) == ["pretrain_medmnist · 2D · mask 25 %"]
     assert [v for _, v in ui.checkpoint.options] == [UNTRAINED, str(runs / "pretrain_medmnist" / "last.pt")]
-    untrained_png = ui.images["recon"].value
-    ui.checkpoint.value = str(found["pretrain_medmnist · 2D · mask 25 %"])
-    assert ui.message.value == ""
-    assert "pretrain_medmnist" in ui.status.value
-    assert ui.images["recon"].value != untrained_png   # other weights, other reconstruction
+    trained = str(found["pretrain_medmnist · 2D · mask 25 %"])
+    assert ui.checkpoint.value == trained                  # it opened on the trained MAE
+    assert "pretrain_medmnist" in ui.status.value and "trained MAE" in ui.model_line.value
+    trained_png = ui.images["recon"].value
+    ui.checkpoint.value = UNTRAINED
+    assert ui.message.value == "" and "untrained" in ui.model_line.value
+    assert ui.images["recon"].value != trained_png   # other weights, other reconstruction
+    ui.checkpoint.value = trained
+    assert ui.images["recon"].value == trained_png
     ui.checkpoint.value = UNTRAINED
 
 
@@ -172,8 +176,8 @@ def test_2d_checkpoint_on_a_volume_is_refused(runs):
     assert core.checkpoint == UNTRAINED
 
 
-def test_png_and_folder_sources():
-    core = MaskExplorer("sample:cxr14")
+def test_png_and_folder_sources(tmp_path):
+    core = MaskExplorer("sample:cxr14", runs_dir=tmp_path)   # no checkpoints there: the untrained 2D MAE
     assert core.image.count == 3 and core.x.shape == (1, 1, 64, 64)
     panels = render_panels(core.update())
     assert set(panels) == {"original", "masked", "recon", "pasted", "error"}
@@ -190,3 +194,75 @@ def test_quickstart_helpers(tmp_path):
     (tmp_path / "medmnist").mkdir()
     (tmp_path / "medmnist" / "x.npz").write_bytes(b"")
     assert medmnist_source(str(tmp_path)) == str(tmp_path / "medmnist")
+
+
+# ----- the explorer opens on the trained MAE of notebooks 02-04/12, and says which ---------------------------------
+def _pretrained(runs_dir, experiment, steps, val_losses, profile="tiny"):
+    """A pre-training run folder as the engine leaves it: last.pt (weights, steps, per-epoch history) and
+    config.yaml; the weights are a freshly built MAE (what is tested is which file is opened and what it says)."""
+    import torch
+
+    from selfmae.models import build_model
+    from selfmae.train.checkpoint import save_checkpoint
+
+    cfg = load_config(experiment, profile)
+    run = runs_dir / experiment
+    torch.manual_seed(2)
+    model = build_model(cfg["model"], cfg["data"])
+    history = [{"epoch": i + 1, "step": steps * (i + 1) // len(val_losses), "val_loss": v}
+               for i, v in enumerate(val_losses)]
+    save_checkpoint({"model": model.state_dict(), "step": steps, "epoch": len(history), "history": history},
+                    run / "last.pt")
+    save_run_record(cfg, run)
+    return run / "last.pt"
+
+
+def test_opens_on_the_trained_mae_that_fits_each_image(tmp_path):
+    from selfmae.explore import default_checkpoint
+
+    medmnist = _pretrained(tmp_path, "pretrain_medmnist", 380, [0.9, 0.67])
+    cxr14 = _pretrained(tmp_path, "pretrain_cxr14", 48, [0.95])
+    btcv = _pretrained(tmp_path, "pretrain_btcv", 60, [0.97, 0.5])
+    core = MaskExplorer("sample:pneumoniamnist", runs_dir=tmp_path)
+    assert core.checkpoint == medmnist and core.entry.trained
+    said = core.model_description
+    assert said.startswith("trained MAE: ") and str(medmnist) in said
+    assert "2 epochs, 380 optimiser steps" in said and "validation masked-patch loss 0.670" in said
+    assert "MAE (ViT " in said and "mask 75 %" in said
+    core.set_source("sample:cxr14")                           # the default follows the image ...
+    assert core.checkpoint == cxr14 and "1 epochs, 48 optimiser steps" in core.model_description
+    core.set_source("sample:ct")
+    assert core.checkpoint == btcv and "pretrain_btcv" in core.model_description
+    core.set_checkpoint(UNTRAINED)                            # ... until a model is chosen
+    core.set_source("sample:pneumoniamnist")
+    assert core.checkpoint == UNTRAINED and core.model_description.startswith("untrained: random weights")
+    assert "run notebooks" not in core.model_description    # trained ones exist: untrained is only a comparison
+    (tmp_path / "pretrain_medmnist" / "last.pt").unlink()     # only the CXR14 MAE is left for 2D images
+    image = load_image("sample:pneumoniamnist")
+    assert default_checkpoint(image, tmp_path) == cxr14
+
+
+def test_untrained_only_when_nothing_has_run_and_it_says_so(tmp_path):
+    ui = explorer_widget("sample:pneumoniamnist", runs_dir=tmp_path)
+    assert ui.core.checkpoint == UNTRAINED and not ui.core.entry.trained
+    said = ui.core.model_description
+    assert said.startswith("untrained: random weights") and "run notebooks 02-04" in said
+    assert "untrained" in ui.model_line.value and "run notebooks 02-04" in ui.model_line.value
+
+
+@pytest.mark.slow
+def test_opens_on_a_checkpoint_the_engine_wrote(tmp_path):
+    """A real (3-step) pre-training through the engine: the explorer finds it, loads it and counts its steps."""
+    from torch.utils.data import Subset
+
+    from selfmae.experiments import build_data, run_pretrain
+
+    cfg = load_config("pretrain_medmnist", "tiny", {"train.max_steps": 3, "train.epochs": 1, "train.val_every": 1,
+                                                     "train.device": "cpu", "train.batch_size": 16})
+    data = build_data(cfg, check=False)
+    small = {"train": Subset(data["train"], range(64)), "val": Subset(data["val"], range(16))}
+    result = run_pretrain(cfg, tmp_path / "pretrain_medmnist", datasets=small)
+    ui = explorer_widget("sample:pneumoniamnist", runs_dir=tmp_path)
+    assert ui.core.checkpoint == result.last_ckpt and ui.core.entry.trained
+    assert "1 epochs, 3 optimiser steps" in ui.model_line.value
+    assert f"validation masked-patch loss {result.history[-1]['val_loss']:.3f}" in ui.core.model_description
