@@ -24,7 +24,9 @@ imagenet_weights = ""
 
 # %%
 from selfmae.experiments import finetune_study, init_methods, study_histories
+from selfmae.baselines import finetune_reference
 from selfmae.models import architecture_name
+from selfmae.report import with_reference
 from selfmae.notebook import NotebookContext
 from selfmae.report import table3_brats
 from selfmae.viz import plot_training_curves
@@ -51,11 +53,16 @@ results_code_et = finetune_study("finetune_brats", profile, methods, seeds, code
 # %% [markdown]
 # ## Table 3 (upper)
 # Columns marked `ET=2` use the paper's code convention and are the ones to compare with the paper's ET numbers;
-# `ET=3` is the enhancing tumour as `dataset.json` defines it.
+# `ET=3` is the enhancing tumour as `dataset.json` defines it. The last row is a simple reference computed in this
+# run: a per-voxel classifier on the four intensities alone (no position, no neighbours; scikit-learn).
 
 # %%
 table = table3_brats(results, results_code_et, label=f"ours ({profile})",
                      architecture=architecture_name(ctx.config("finetune_brats")["model"]))
+reference = finetune_reference(ctx.config("finetune_brats"))   # intensity-only voxel classifier
+table = with_reference(table, "intensity-only voxel classifier", {"Avg DSC (ET=3)": 100 * reference["dice"],
+                       **{f"{r} DSC": 100 * reference[f"dice/{r}"] for r in ("WT", "TC")},
+                       "ET=3 DSC": 100 * reference["dice/ET"]})
 ctx.save_table(table, "table3_brats", "Table 3 (upper): MSD BraTS, DSC (%) and HD95 (mm) per region; ET=3 is "
                "dataset.json's enhancing tumour, ET=2 the SelfMedMAE code's; ours = mean ± 95% CI over seeds",
                "brats")
@@ -65,3 +72,10 @@ table
 fig = plot_training_curves(study_histories(study_dir, list(methods)), metric="dice",
                            title="BraTS fine-tuning (validation DSC, ET=3)")
 ctx.save_figure(fig, "curves_finetune_brats", "brats")
+
+# %% [markdown]
+# The runs and the reference go to the learning check (notebook 13).
+
+# %%
+ctx.save_results("table3_brats", {"runs": results, "reference": reference})
+print("intensity-only voxel classifier:", {k: round(v, 3) for k, v in reference.items() if k.startswith("dice")})

@@ -4,6 +4,7 @@
     cfg = ctx.config("pretrain_btcv")             # resolved, with data_dir/device/max_steps applied
     ctx.save_table(df, "table1_btcv", "caption")  # tables/<profile>/table1_btcv.{csv,md,tex}, stamped
     ctx.save_figure(fig, "fig2_reconstructions")  # figures/<profile>/fig2_reconstructions.{png,pdf}, stamped
+    ctx.save_results("table2_cxr14", {...})       # runs/<profile>/results/table2_cxr14.json (the learning check)
 
 Runs on data other than the default go to runs/<profile>/data-<tag>/ (`selfmae.provenance.data_tag`), so
 pointing a notebook at new data never collides with finished runs on other data; stamps name the data by
@@ -88,3 +89,21 @@ class NotebookContext:
         paths = save_figure(fig, name, self.figures, self.stamp(dataset, data))
         print(f"figure {name}: {', '.join(str(p) for p in paths.values())}")
         return paths
+
+    def save_results(self, name: str, results: Mapping[str, Any]) -> Path:
+        """Write `results` (summaries per method, references, losses) to runs/<profile>/results/<name>.json, for
+        the learning check (notebook 13). Floats that are NaN are written as NaN (JSON extension, read back)."""
+        import json
+
+        from selfmae.io import atomic_write_text
+
+        path = self.runs / "results" / f"{name}.json"
+        atomic_write_text(path, json.dumps(results, indent=1, default=float))
+        return path
+
+    def load_results(self, name: str) -> dict | None:
+        """The results saved under `name` by an earlier notebook, or None when that notebook has not run."""
+        import json
+
+        path = self.runs / "results" / f"{name}.json"
+        return json.loads(path.read_text()) if path.is_file() else None

@@ -300,3 +300,20 @@ def nnformer_comparison(ours: Runs, label: str = "ours", architecture: Architect
                         "Avg DSC": format_ci([s["dice"] for s in runs], 100.0) if runs
                         else f"not run ({r.get('note', 'no runs')})"})
     return segmentation_note(pd.DataFrame.from_records(records))
+
+
+def with_reference(df: pd.DataFrame, name: str, values: Mapping[str, object], architecture: str = "–",
+                   source: str = "reference (this run)") -> pd.DataFrame:
+    """`df` with one more row: a simple reference computed in the same run (`selfmae.baselines`), so the table
+    itself shows what a model without deep learning scores. `name` fills the table's first column (Method /
+    Model / Architecture); `values` maps column -> value (floats printed with 2 decimals); other cells are "–".
+    The footnote (`df.attrs`) is kept."""
+    row = {col: "–" for col in df.columns}
+    row[df.columns[0]] = name
+    if "Architecture" in df.columns and df.columns[0] != "Architecture":
+        row["Architecture"] = architecture
+    row["Source"] = source
+    row.update({k: _fmt(v) for k, v in values.items() if k in df.columns})
+    out = pd.concat([df, pd.DataFrame([row])], ignore_index=True)
+    out.attrs = dict(df.attrs)
+    return out

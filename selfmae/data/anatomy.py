@@ -1,7 +1,12 @@
 """Drawing synthetic anatomy with learnable structure: a chest radiograph, an abdominal CT, a brain MRI.
 
 Everything is vectorised numpy on coordinate grids (no per-voxel loops), so the tiny phantom set of all three
-datasets is written in seconds. Each drawer takes a seeded `numpy.random.Generator`; the same generator state
+datasets is written in seconds.
+
+Texture is smooth (random low-frequency fields) and white noise is low. Why: a masked autoencoder with the
+norm-pix loss regresses each patch normalised to zero mean and unit variance, so in a flat patch it must predict
+the noise itself, which nothing can; flat regions with noise pin the loss near 1.0 (the score of a flat guess)
+whatever the model learned. Real scans are textured at the scale of a patch; the phantoms are too. Each drawer takes a seeded `numpy.random.Generator`; the same generator state
 gives the same image. `phantoms.py` writes these arrays in the real datasets' on-disk layouts.
 """
 from __future__ import annotations
@@ -59,13 +64,14 @@ def chest_image(rng: np.random.Generator, size: int, labels: np.ndarray, anatomy
     a = anatomy or chest_anatomy(rng)
     y, x = grid((size, size), (2 / size, 2 / size))
     y, x = np.broadcast_arrays((y - a["dy"]) / a["scale"], (x - a["dx"]) / a["scale"])
-    img = np.full((size, size), 0.05, np.float32)
-    img[ellipsoid((x, y), (0, 0.1), (0.92, 1.15)) < 1] = 0.5
+    img = np.zeros((size, size), np.float32)  # collimated background: flat (see the quantum noise below)
+    body = ellipsoid((x, y), (0, 0.1), (0.92, 1.15)) < 1
+    img[body] = (0.5 + 0.08 * smooth_field(rng, (x, y), 0.8, 3))[body]  # soft-tissue thickness varies smoothly
     lung_semi = (0.27, 0.58 * (1.12 if labels[10] else 1.0))
     lungs = [ellipsoid((x, y), (sx * a["lung_dx"], -0.08), lung_semi) for sx in (-1, 1)]
     in_lung = (lungs[0] < 1) | (lungs[1] < 1)
     img[in_lung] = 0.09 if labels[10] else 0.2
-    img += in_lung * 0.04 * smooth_field(rng, (x, y), 0.08)  # vessel markings
+    img += in_lung * 0.05 * smooth_field(rng, (x, y), 0.25)  # vessel markings
     rib_period = 0.17 * (1.25 if labels[10] else 1.0)
     ribs = np.mod(y + 0.45 * (np.abs(x) - 0.1) ** 2 * a["rib_curve"], rib_period) < 0.045
     img += 0.13 * (ribs & (ellipsoid((x, y), (0, -0.1), (0.75, 0.72)) < 1))
@@ -74,7 +80,9 @@ def chest_image(rng: np.random.Generator, size: int, labels: np.ndarray, anatomy
     img[ellipsoid((x, y), (0.08, 0.3), heart_semi) < 1] = 0.66
     _draw_findings(rng, img, x, y, labels, lungs, a)
     img *= a["gain"]
-    img += rng.normal(0, 0.015, img.shape).astype(np.float32)
+    # quantum noise, low and in the body only: histogram equalisation would stretch noise on a flat background
+    # over a fifth of the grey levels (see the module docstring for why noise matters to the MAE)
+    img += body * rng.normal(0, 0.004, img.shape).astype(np.float32)
     return (np.clip(img, 0, 1) ** a["gamma"] * 255).astype(np.uint8)
 
 
@@ -126,23 +134,24 @@ def _draw_findings(rng, img, x, y, lab, lungs, a) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- abdomen CT
-# (label id, HU, centre mm (x=patient left, y=anterior, z=superior), semi-axes mm, rotation deg)
+# (label id, HU, centre mm (x=patient left, y=anterior, z=superior), semi-axes mm, rotation deg); HU as in a
+# portal-venous phase, organs at least ~25 HU apart so that intensity tells them apart in part (position the rest)
 ABDOMEN_ORGANS = (
-    (6, 60, (-65, 5, 55), (75, 85, 65), 10),     # liver, right lobe
-    (6, 60, (5, 40, 70), (50, 30, 30), 0),       # liver, left lobe
-    (1, 48, (90, -45, 60), (28, 45, 50), -30),   # spleen
-    (2, 150, (-65, -45, 0), (26, 24, 50), 20),   # right kidney (cortex; medulla drawn darker)
-    (3, 150, (65, -45, 10), (26, 24, 50), -20),  # left kidney
+    (6, 95, (-65, 5, 55), (75, 85, 65), 10),     # liver, right lobe
+    (6, 95, (5, 40, 70), (50, 30, 30), 0),       # liver, left lobe
+    (1, 125, (90, -45, 60), (28, 45, 50), -30),  # spleen
+    (2, 170, (-65, -45, 0), (26, 24, 50), 20),   # right kidney (cortex; medulla drawn darker)
+    (3, 170, (65, -45, 10), (26, 24, 50), -20),  # left kidney
     (12, 30, (-42, -30, 58), (6, 12, 16), 0),    # right adrenal
     (13, 30, (42, -30, 62), (6, 12, 16), 0),     # left adrenal
-    (4, 8, (-52, 40, 15), (17, 17, 35), 30),     # gallbladder
-    (11, 45, (15, -8, 22), (62, 13, 15), -10),   # pancreas
-    (7, 32, (55, 30, 50), (45, 35, 45), 20),     # stomach
+    (4, 5, (-52, 40, 15), (17, 17, 35), 30),     # gallbladder (bile)
+    (11, 70, (15, -8, 22), (62, 17, 18), -10),   # pancreas
+    (7, 15, (55, 30, 50), (45, 35, 45), 20),     # stomach (fluid-filled)
 )
 # (label id, HU, x, y, radius, z range) for vessels/tubes running along z
 ABDOMEN_TUBES = (
-    (9, 130, -22, -30, 13, (-120, 200)),  # inferior vena cava
-    (8, 200, 15, -38, 12, (-110, 200)),   # aorta (arterial contrast)
+    (9, 140, -22, -30, 13, (-120, 200)),  # inferior vena cava
+    (8, 220, 15, -38, 13, (-110, 200)),   # aorta (arterial contrast)
     (5, 40, 8, -28, 9, (85, 200)),        # esophagus
 )
 
@@ -169,7 +178,7 @@ def abdomen_ct(rng: np.random.Generator, shape: Sequence[int], spacing: Sequence
     hu[body < 1] = -100  # subcutaneous fat
     inner = body < 0.88
     texture = smooth_field(rng, (x, y, z), 35, 8)
-    hu[inner] = np.broadcast_to(np.where(texture > -0.1, 30, -90), hu.shape)[inner]  # bowel / visceral fat
+    hu[inner] = np.broadcast_to(np.where(texture > -0.1, 45, -90), hu.shape)[inner]  # bowel / visceral fat
     for side in (-1, 1):
         hu[np.broadcast_to(ellipsoid((x, y), (side * 45, -85), (30, 22)) < 1, hu.shape)] = 50  # paraspinal muscle
     ribcage = (body > 0.8) & (body < 0.88) & (np.mod(z, 28) < 10) & (z > 20) & (y < 60)
@@ -197,7 +206,9 @@ def abdomen_ct(rng: np.random.Generator, shape: Sequence[int], spacing: Sequence
         hu[inside], lab[inside] = h + rng.normal(0, 15), lid
     portal = (ellipsoid((y, z), (-12, 38), (7, 7)) < 1) & (x > -40) & (x < 85)
     hu[portal], lab[portal] = 150, 10
-    hu = ndimage.gaussian_filter(hu, 0.6) + rng.normal(0, 12, hu.shape)
+    inside_body = np.broadcast_to(body < 1, hu.shape)
+    hu += inside_body * 10 * smooth_field(rng, (x, y, z), 90, 4)  # smooth enhancement / beam-hardening variation
+    hu = ndimage.gaussian_filter(hu, 0.6) + rng.normal(0, 4, hu.shape)
     return np.clip(hu, -1024, 3071).astype(np.int16), lab, affine
 
 
@@ -227,18 +238,18 @@ def brain_mri(rng: np.random.Generator, shape: Sequence[int]) -> tuple[np.ndarra
     for side in (-1, 1):
         tissue[ellipsoid((x, y, z), (side * 0.1, 0.05, 0.05), jitter(rng, (0.07, 0.3, 0.14), 0.2)) < 1] = 2
     centre = (rng.choice([-1, 1]) * rng.uniform(0.2, 0.4), rng.uniform(-0.35, 0.35), rng.uniform(-0.25, 0.3))
-    core = rng.uniform(0.1, 0.2)
+    core = rng.uniform(0.2, 0.3)
     d = ellipsoid((x, y, z), centre, jitter(rng, (core,) * 3, 0.25), rng.uniform(0, np.pi))
     d = d + 0.12 * smooth_field(rng, (x, y, z), 0.3, 3)
     label = np.zeros(brain.shape, np.uint8)
-    label[(d < rng.uniform(1.6, 2.3)) & (brain < 0.95)] = 1
+    label[(d < rng.uniform(1.5, 2.0)) & (brain < 0.95)] = 1
     label[d < 1] = 3
-    label[d < rng.uniform(0.45, 0.75)] = 2
+    label[d < rng.uniform(0.4, 0.6)] = 2
     tissue[label > 0] = label[label > 0] + 2
     table = np.array([BRAIN_CONTRAST[k] for k in keys], np.float32)
     image = np.where((tissue >= 0)[..., None], table[np.maximum(tissue, 0)], 0).astype(np.float32)
-    bias = 1 + 0.12 * smooth_field(rng, (x, y, z), 1.5, 2)
+    bias = (1 + 0.12 * smooth_field(rng, (x, y, z), 1.5, 2)) * (1 + 0.08 * smooth_field(rng, (x, y, z), 0.4, 4))
     gain = rng.uniform(200, 1200, 4).astype(np.float32)
-    image = image * bias[..., None] * gain + rng.normal(0, 0.03, image.shape).astype(np.float32) * gain
+    image = image * bias[..., None] * gain + rng.normal(0, 0.01, image.shape).astype(np.float32) * gain
     image[tissue < 0] = 0
     return np.clip(image, 0, None).astype(np.float32), label, np.eye(4)

@@ -18,10 +18,10 @@ import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor, get_track_meta, set_track_meta
 from monai.transforms import (
-    CenterSpatialCropd, Compose, CropForegroundd, DeleteItemsd, EnsureChannelFirstd, EnsureTyped, FgBgToIndicesd,
+    CenterSpatialCropd, ClassesToIndicesd, Compose, CropForegroundd, DeleteItemsd, EnsureChannelFirstd, EnsureTyped, FgBgToIndicesd,
     HistogramNormalized,
     LoadImaged, MapLabelValued, MapTransform, NormalizeIntensityd, Orientationd, RandCropByPosNegLabeld, RandFlipd,
-    RandRotate90d, RandSpatialCropd, RandSpatialCropSamplesd, Randomizable, Resized, ScaleIntensityRanged, Spacingd,
+    RandCropByLabelClassesd, RandRotate90d, RandSpatialCropd, RandSpatialCropSamplesd, Randomizable, Resized, ScaleIntensityRanged, Spacingd,
     SpatialPadd, Transform,
 )
 
@@ -74,14 +74,17 @@ def _random_crops(keys: Sequence[str], roi: Sequence[int], num_samples: int) -> 
 
 
 def cxr14_transforms(cfg: Mapping, train: bool) -> Compose:
-    """Histogram equalisation on load, resize to `resize`, random crop `crop` + horizontal flip (train) or
-    centre crop (eval), intensities scaled to [0, 1]. Image (1, crop, crop) float32, label (14,) float32."""
+    """Histogram equalisation on load, resize to `resize`, intensities scaled to [0, 1] and then z-scored per
+    image (zero mean, unit variance: the role of MAE's ImageNet mean/std normalisation, so the patch embedding
+    sees contrasts of order 1, not 0.1), random crop `crop` + horizontal flip (train) or centre crop (eval).
+    Image (1, crop, crop) float32, label (14,) float32."""
     size, crop = int(cfg.get("resize", 256)), int(cfg.get("crop", 224))
     steps = [
         LoadPNGd("image"),
         HistogramNormalized("image", num_bins=256, min=0, max=255),
         Resized("image", spatial_size=(size, size), mode="area"),
         ScaleIntensityRanged("image", a_min=0, a_max=255, b_min=0.0, b_max=1.0, clip=True),
+        NormalizeIntensityd("image"),
         EnsureTyped(["image", "label"], dtype=torch.float32, track_meta=False),
     ]
     if train:
@@ -110,7 +113,16 @@ def btcv_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
         steps.append(MapLabelValued("label", *organ_mapping(int(cfg.get("organs", 8))), dtype=np.uint8))
     steps += [CropForegroundd(keys, source_key="image"), SpatialPadd(keys, spatial_size=roi),
               EnsureTyped(keys, dtype=torch.float32)]
-    if train and task == "segment":  # fg/bg voxel lists are computed once (cached), not for every crop
+    if train and task == "segment" and cfg.get("crop_sampling", "posneg") == "classes":
+        # every class (background and each organ) equally often at a crop's centre: small organs are seen as
+        # often as the liver (`data.crop_sampling: classes`; the paper's pipeline samples pos/neg 1:1)
+        n_classes = int(cfg.get("organs", 8)) + 1
+        steps += [ClassesToIndicesd("label", num_classes=n_classes),
+                  RandCropByLabelClassesd(keys, label_key="label", spatial_size=roi, num_classes=n_classes,
+                                          num_samples=int(cfg.get("num_samples", 4)),
+                                          indices_key="label_cls_indices", warn=False),
+                  DeleteItemsd(["label_cls_indices"])]
+    elif train and task == "segment":  # fg/bg voxel lists are computed once (cached), not for every crop
         steps += [FgBgToIndicesd("label", image_key="image", image_threshold=0),
                   RandCropByPosNegLabeld(keys, label_key="label", spatial_size=roi, pos=1, neg=1,
                                          num_samples=int(cfg.get("num_samples", 4)), image_key="image",
@@ -154,10 +166,11 @@ def brats_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
 
 
 def medmnist_transforms(cfg: Mapping, train: bool) -> Compose:
-    """Images arrive as float (C, *spatial) in [0, 1]; optional `resize`, then `crop` (2D) or `roi_size` (3D):
-    random crop + flip for training, centre crop for evaluation."""
+    """Images arrive as float (C, *spatial) in [0, 1] and are z-scored per image (as CXR14); optional `resize`,
+    then `crop` (2D) or `roi_size` (3D): random crop + flip for training, centre crop for evaluation."""
     dims = int(cfg.get("spatial_dims", 2))
-    steps: list = [EnsureTyped(["image", "label"], dtype=torch.float32, track_meta=False)]
+    steps: list = [EnsureTyped(["image", "label"], dtype=torch.float32, track_meta=False),
+                   NormalizeIntensityd("image")]
     if cfg.get("resize"):
         steps.append(Resized("image", spatial_size=[int(cfg["resize"])] * dims, mode="area"))
     crop = cfg.get("crop") if dims == 2 else cfg.get("roi_size")
