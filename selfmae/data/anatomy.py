@@ -156,12 +156,15 @@ ABDOMEN_TUBES = (
 )
 
 
-def abdomen_ct(rng: np.random.Generator, shape: Sequence[int], spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def abdomen_ct(rng: np.random.Generator, shape: Sequence[int], spacing: Sequence[float],
+               organ_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(int16 HU (X,Y,Z), uint8 labels 0..13 (X,Y,Z), 4x4 affine) of an abdominal CT.
 
     Stored like many DICOM conversions (x and y axes flipped, LPS), so Orientation-to-RAS has work to do; the
     anatomy is placed in RAS millimetres, so every organ is where it belongs whatever the spacing. Organs get
-    random size/position/rotation, a smooth deformation and organ-typical HU plus noise.
+    random size/position/rotation, a smooth deformation and organ-typical HU plus noise. `organ_scale` widens
+    every organ but the liver and every vessel (semi-axes, radii) by that factor, so that coarse voxels still
+    see the thin ones (the tiny profile's 7 mm phantoms use 1.25).
     """
     sx, sy, sz = spacing
     affine = np.diag([-sx, -sy, sz, 1.0])
@@ -192,6 +195,7 @@ def abdomen_ct(rng: np.random.Generator, shape: Sequence[int], spacing: Sequence
     outline = [smooth_field(rng, (x, y, z), 60, 3) for _ in range(2)]  # shared, mixed per organ below
     for lid, h, centre, semi, rot in ABDOMEN_ORGANS:
         centre = [c + rng.uniform(-8, 8) for c in centre]
+        semi = semi if lid == 6 else [s * organ_scale for s in semi]
         r = ellipsoid((x, y, z), centre, jitter(rng, semi, 0.15), np.deg2rad(rot + rng.uniform(-15, 15)))
         phase = rng.uniform(0, 2 * np.pi)
         r = r + 0.08 * (np.cos(phase) * outline[0] + np.sin(phase) * outline[1])  # irregular outline
@@ -202,6 +206,7 @@ def abdomen_ct(rng: np.random.Generator, shape: Sequence[int], spacing: Sequence
         if lid == 7:
             hu[inside & (z > centre[2] + 15) & (y > centre[1])] = -900  # gastric gas cap
     for lid, h, cx, cy, rad, (z0, z1) in ABDOMEN_TUBES:
+        rad = rad * organ_scale
         inside = (ellipsoid((x, y), (cx + rng.uniform(-4, 4), cy), (rad, rad)) < 1) & (z > z0) & (z < z1)
         hu[inside], lab[inside] = h + rng.normal(0, 15), lid
     portal = (ellipsoid((y, z), (-12, 38), (7, 7)) < 1) & (x > -40) & (x < 85)

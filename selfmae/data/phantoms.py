@@ -25,13 +25,13 @@ SIZES: dict[str, dict[str, dict]] = {
     # at least ~4 voxels wide (BTCV at 7 mm: aorta ~4, pancreas ~5; BraTS at 1 mm: enhancing rim 2-4 voxels)
     "tiny": {
         "cxr14": {"n_images": 1200, "image_size": 64, "test_fraction": 0.2},
-        "btcv": {"shape": (48, 36, 32), "spacing": (7.0, 7.0, 7.0)},
+        "btcv": {"shape": (48, 36, 32), "spacing": (7.0, 7.0, 7.0), "organ_scale": 1.25},
         "brats": {"n_cases": 24, "n_test": 2, "shape": (40, 40, 32)},
         "medmnist": {"n_images": (200, 40, 60), "image_size": 28},
     },
     "paper": {  # paper-scale volumes (minutes to write), a modest number of cases
         "cxr14": {"n_images": 1000, "image_size": 512, "test_fraction": 0.2},  # resized to 256 anyway
-        "btcv": {"shape": (256, 256, 110), "spacing": (1.5, 1.5, 3.0)},
+        "btcv": {"shape": (256, 256, 110), "spacing": (1.5, 1.5, 3.0), "organ_scale": 1.0},
         "brats": {"n_cases": 40, "n_test": 4, "shape": (240, 240, 155)},
         "medmnist": {"n_images": (2000, 400, 600), "image_size": 64},
     },
@@ -101,12 +101,12 @@ def write_cxr14(root: Path, n_images: int, image_size: int, test_fraction: float
         atomic_write_text(root / fname, "\n".join(lists[key]) + "\n")
 
 
-def write_btcv(root: Path, shape: tuple, spacing: tuple, seed: int = 0) -> None:
+def write_btcv(root: Path, shape: tuple, spacing: tuple, organ_scale: float = 1.0, seed: int = 0) -> None:
     """RawData/Training/img/imgXXXX.nii.gz (int16 HU) + label/labelXXXX.nii.gz (0..13) for the 30 real ids."""
     for i, case in enumerate(BTCV_IDS):
         rng = np.random.default_rng([seed, 30, i])
         case_spacing = [s * rng.uniform(0.9, 1.1) for s in spacing]
-        hu, lab, affine = abdomen_ct(rng, shape, case_spacing)
+        hu, lab, affine = abdomen_ct(rng, shape, case_spacing, organ_scale)
         save_nifti(root / "RawData" / "Training" / "img" / f"img{case}.nii.gz", hu, affine)
         save_nifti(root / "RawData" / "Training" / "label" / f"label{case}.nii.gz", lab, affine)
 

@@ -96,7 +96,9 @@ def cxr14_transforms(cfg: Mapping, train: bool) -> Compose:
 
 
 def btcv_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
-    """Orientation RAS, Spacing, HU window [a_min, a_max] -> [0, 1] (clipped), foreground crop, pad to roi; then
+    """Orientation RAS, Spacing, HU window [a_min, a_max] -> [0, 1] (clipped), foreground crop, optionally
+    z-scored (`zscore: true`; nnFormer's stem normalises each voxel's channels, which erases the magnitude of a
+    non-negative input), pad to roi; then
     random roi crops (pretrain: plain random crops, no labels; segment: pos/neg label sampling), flips, 90°
     rotations. Evaluation: whole volumes (segment) or a centre roi crop (pretrain)."""
     roi = [int(r) for r in cfg.get("roi_size", (96, 96, 96))]
@@ -111,8 +113,10 @@ def btcv_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
     ]
     if task == "segment":
         steps.append(MapLabelValued("label", *organ_mapping(int(cfg.get("organs", 8))), dtype=np.uint8))
-    steps += [CropForegroundd(keys, source_key="image"), SpatialPadd(keys, spatial_size=roi),
-              EnsureTyped(keys, dtype=torch.float32)]
+    steps.append(CropForegroundd(keys, source_key="image"))
+    if cfg.get("zscore"):  # nnU-Net/nnFormer-style: zero mean, unit variance over the (foreground-cropped) volume
+        steps.append(NormalizeIntensityd("image"))
+    steps += [SpatialPadd(keys, spatial_size=roi), EnsureTyped(keys, dtype=torch.float32)]
     if train and task == "segment" and cfg.get("crop_sampling", "posneg") == "classes":
         # every class (background and each organ) equally often at a crop's centre: small organs are seen as
         # often as the liver (`data.crop_sampling: classes`; the paper's pipeline samples pos/neg 1:1)
@@ -133,8 +137,9 @@ def btcv_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
         steps.append(_random_crops(keys, roi, int(cfg.get("num_samples", 4))))
     elif task == "pretrain":
         steps.append(CenterSpatialCropd(keys, roi_size=roi))
-    if train:
-        steps += _flips(keys, 3, 0.1) + [RandRotate90d(keys, prob=0.1, max_k=3)]
+    if train and float(cfg.get("augment_prob", 0.1)) > 0:  # the SelfMedMAE recipe: 0.1 per flip axis and rotation
+        p = float(cfg.get("augment_prob", 0.1))
+        steps += _flips(keys, 3, p) + [RandRotate90d(keys, prob=p, max_k=3)]
     if task == "segment":
         steps.append(EnsureTyped("label", dtype=torch.long))
     return Compose(steps)
