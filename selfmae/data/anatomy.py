@@ -181,7 +181,8 @@ def abdomen_ct(rng: np.random.Generator, shape: Sequence[int], spacing: Sequence
     hu[body < 1] = -100  # subcutaneous fat
     inner = body < 0.88
     texture = smooth_field(rng, (x, y, z), 35, 8)
-    hu[inner] = np.broadcast_to(np.where(texture > -0.1, 45, -90), hu.shape)[inner]  # bowel / visceral fat
+    bowel = -22.5 + 67.5 * np.tanh(4 * (texture + 0.1))  # bowel (45) / visceral fat (-90), soft boundaries
+    hu[inner] = np.broadcast_to(bowel, hu.shape)[inner]
     for side in (-1, 1):
         hu[np.broadcast_to(ellipsoid((x, y), (side * 45, -85), (30, 22)) < 1, hu.shape)] = 50  # paraspinal muscle
     ribcage = (body > 0.8) & (body < 0.88) & (np.mod(z, 28) < 10) & (z > 20) & (y < 60)
@@ -213,7 +214,7 @@ def abdomen_ct(rng: np.random.Generator, shape: Sequence[int], spacing: Sequence
     hu[portal], lab[portal] = 150, 10
     inside_body = np.broadcast_to(body < 1, hu.shape)
     hu += inside_body * 10 * smooth_field(rng, (x, y, z), 90, 4)  # smooth enhancement / beam-hardening variation
-    hu = ndimage.gaussian_filter(hu, 0.6) + rng.normal(0, 4, hu.shape)
+    hu = ndimage.gaussian_filter(hu, 0.6) + rng.normal(0, 1.5, hu.shape)
     return np.clip(hu, -1024, 3071).astype(np.int16), lab, affine
 
 
