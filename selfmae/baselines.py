@@ -130,7 +130,8 @@ def intensity_voxel_classifier(train, val, kind: str, class_names: Sequence[str]
         preds.append(_voxel_onehot(ids, kind, indices))
         truths.append(_voxel_onehot(_voxel_targets(torch.as_tensor(item["label"]), kind), kind, indices))
     values = [dice_hd95(p, t, names=class_names, hd95=False) for p, t in zip(preds, truths)]
-    merged = {"names": list(class_names), "dice": np.concatenate([v["dice"] for v in values])}
+    merged = {"names": list(class_names), "dice": np.concatenate([v["dice"] for v in values]),
+              "status": np.concatenate([v["status"] for v in values]), "empty": values[0]["empty"]}
     return {**summarize_segmentation(merged), "n_cases": len(values)}
 
 

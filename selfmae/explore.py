@@ -210,7 +210,7 @@ def model_input_size(data_cfg: Mapping) -> list[int]:
 
 
 def prepare_input(image: LoadedImage, data_cfg: Mapping) -> torch.Tensor:
-    """(1, C, *model size): normalised; 2D resized (short side to resize, else crop) and centre-cropped;
+    """(1, C, *model size): normalised; 2D resized (short side to resize, else crop), z-scored and centre-cropped;
     3D resampled to data.spacing (when both spacings are known) and centre-cropped/padded to roi_size."""
     import torch.nn.functional as F
     from monai.transforms import ResizeWithPadOrCrop
@@ -222,6 +222,7 @@ def prepare_input(image: LoadedImage, data_cfg: Mapping) -> torch.Tensor:
         short = int(data_cfg.get("resize") or size[0])
         new = [max(1, round(s * short / min(shape))) for s in shape]
         x = F.interpolate(x, size=new, mode="bilinear", antialias=True, align_corners=False)
+        x = (x - x.mean()) / x.std().clamp_min(1e-6)   # z-scored per image, as the 2D training pipelines do
     elif image.spacing and data_cfg.get("spacing"):
         new = [max(1, round(s * sp / tsp)) for s, sp, tsp in zip(shape, image.spacing, data_cfg["spacing"])]
         x = F.interpolate(x, size=new, mode="trilinear", align_corners=False)

@@ -31,11 +31,17 @@ def _numbers_only(a, b, path=""):
             yield f"{path}{key}"
 
 
+# The non-numeric settings the tiny profile may change, each for a stated reason: class-balanced crops (small
+# organs are seen as often as the liver in a short run) and z-scored CT for nnFormer (its stem's LayerNorm erases
+# the magnitude of a non-negative input). Everything else differs in numbers only.
+TINY_NON_NUMERIC = {"data.crop_sampling", "data.zscore"}
+
+
 @pytest.mark.parametrize("name", available_experiments())
 def test_profiles_differ_only_in_numbers(name):
     tiny, paper = load_config(name, "tiny"), load_config(name, "paper")
     tiny.pop("profile"), paper.pop("profile")
-    assert list(_numbers_only(tiny, paper)) == []
+    assert set(_numbers_only(tiny, paper)) <= TINY_NON_NUMERIC
 
 
 def test_paper_profile_holds_the_papers_numbers():

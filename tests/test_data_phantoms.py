@@ -99,5 +99,6 @@ def test_cxr14_findings_are_learnable(tmp_path):
     w = np.linalg.solve(x[:n].T @ x[:n] + np.eye(x.shape[1]), x[:n].T @ y[:n])
     aucs = {name: roc_auc_score(y[n:, j], x[n:] @ w[:, j]) for j, name in enumerate(CXR14_LABELS)}
     assert np.mean(list(aucs.values())) > 0.8, aucs
-    for name in ("Cardiomegaly", "Effusion", "Consolidation", "Edema", "Emphysema", "Hernia"):
+    # (Hernia is drawn in 5 % of images: ~6 test positives here, too few for a stable per-finding bound)
+    for name in ("Cardiomegaly", "Effusion", "Consolidation", "Edema", "Emphysema"):
         assert aucs[name] > 0.9, (name, aucs)

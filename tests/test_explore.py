@@ -178,7 +178,8 @@ def test_2d_checkpoint_on_a_volume_is_refused(runs):
 
 def test_png_and_folder_sources(tmp_path):
     core = MaskExplorer("sample:cxr14", runs_dir=tmp_path)   # no checkpoints there: the untrained 2D MAE
-    assert core.image.count == 3 and core.x.shape == (1, 1, 64, 64)
+    crop = load_config("pretrain_cxr14", "tiny")["data"]["crop"]   # the tiny model's input size
+    assert core.image.count == 3 and core.x.shape == (1, 1, crop, crop)
     panels = render_panels(core.update())
     assert set(panels) == {"original", "masked", "recon", "pasted", "error"}
 
