@@ -158,6 +158,7 @@ def test_explorer_slider_in_jupyterlab(tmp_path):
     reason = _missing()
     if reason:
         pytest.skip(reason)
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -181,8 +182,16 @@ def test_explorer_slider_in_jupyterlab(tmp_path):
         driver.get(f"{base}/lab/tree/explorer.ipynb?token={token}")
         wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".jp-NotebookPanel .jp-Cell")))
         # the kernel (python3 from this venv) must be up before running: wait for "Idle" in the status bar
-        WebDriverWait(driver, 40).until(lambda d: "Idle" in d.find_element(By.CSS_SELECTOR, ".jp-StatusBar-Widget").text
-                                        if d.find_elements(By.CSS_SELECTOR, ".jp-StatusBar-Widget") else False)
+        # (JupyterLab 4.6 shows the kernel's item only while the notebook has focus: click into it first, then read
+        # the whole status bar, which it fills late on a loaded machine)
+        def focused_and_idle(d) -> bool:
+            try:
+                d.find_element(By.CSS_SELECTOR, ".jp-NotebookPanel .jp-Cell").click()
+                return "Idle" in "".join(e.text for e in d.find_elements(By.CSS_SELECTOR, "#jp-main-statusbar"))
+            except StaleElementReferenceException:   # the notebook re-rendered under us: try again
+                return False
+
+        WebDriverWait(driver, 120, poll_frequency=1).until(focused_and_idle)
         _run_all_cells(driver, wait)
         WebDriverWait(driver, 60).until(lambda d: re.search(r"\d+ of \d+ patches hidden", _status(d)))
         before = _status(driver)
