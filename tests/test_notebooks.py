@@ -96,8 +96,20 @@ def test_reproduced_rows_hold_our_numbers(executed):
     assert paper.loc["UNETR+MAE", "Architecture"] == "UNETR (ViT-B/16)"
     assert all(a.startswith("UNETR (ViT ") for a in ours["Architecture"])   # the tiny UNETR, named as built
     t2 = read_table(root / "tables" / "tiny" / "table2_cxr14.csv")
-    assert len(t2) == 10 + 4                                          # the paper's 10 rows + 4 reproduced rows
-    assert all(a.startswith("ViT ") for a in t2.loc[t2["Source"] != "paper", "Architecture"])   # not ViT-B/16
+    assert len(t2) == 10 + 4 + 1                        # the paper's 10 rows + 4 reproduced rows + the reference
+    assert all(a.startswith("ViT ") for a in t2.loc[t2["Source"].str.startswith("ours"), "Architecture"])  # not ViT-B/16
+    assert t2.iloc[-1]["Source"] == "reference (this run)" and float(t2.iloc[-1]["mAUC"]) > 50   # logistic regression
+    t1 = read_table(root / "tables" / "tiny" / "table1_btcv.csv")
+    assert t1.iloc[-1]["Method"] == "intensity-only voxel classifier"
+
+
+def test_learning_check_written(executed):
+    """Notebook 13: one row per experiment and metric, with its floor, whether it was met and the reference."""
+    root, _ = executed
+    check = read_table(root / "tables" / "tiny" / "learning_check.csv")
+    assert {"experiment", "run", "metric", "value", "floor", "met", "reference", "reference value"} <= set(check.columns)
+    assert set(check["met"]) <= {"yes", "MISSED"}
+    assert {"pretrain_cxr14", "table2_cxr14", "table1_btcv", "table3_brats", "nnformer_btcv"} <= set(check["experiment"])
 
 
 @pytest.mark.parametrize("name", FIGURES)
