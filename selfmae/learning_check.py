@@ -60,6 +60,8 @@ def classification_rows(experiment: str, runs: Mapping[str, Sequence[Mapping]], 
     rows = []
     ref = float(reference["mAUC"]) if reference else float("nan")
     for method, summaries in runs.items():
+        if not summaries:   # a method not run (e.g. ImageNet without a weights file) has no floor to meet
+            continue
         value = _mean(summaries, "mAUC")
         if method == "mae":
             floor, met = f">= {CXR14_FLOORS['mae']}", _at_least(value, CXR14_FLOORS["mae"])
@@ -76,6 +78,8 @@ def btcv_rows(experiment: str, runs: Mapping[str, Sequence[Mapping]], organs: Se
     """Table 1 (and its ablation): average DSC over the organs and the weakest organ's DSC, per method."""
     rows = []
     for method, summaries in runs.items():
+        if not summaries:   # a method not run (e.g. ImageNet without a weights file) has no floor to meet
+            continue
         avg = _mean(summaries, "dice")
         worst_name, worst = min(((o, _mean(summaries, f"dice/{o}")) for o in organs),
                                 key=lambda kv: kv[1] if np.isfinite(kv[1]) else -1.0)
@@ -94,6 +98,8 @@ def brats_rows(experiment: str, runs: Mapping[str, Sequence[Mapping]], reference
     """Table 3 (and its ablation): WT, TC, ET (label 3) DSC against BRATS_FLOORS, per method."""
     rows = []
     for method, summaries in runs.items():
+        if not summaries:   # a method not run (e.g. ImageNet without a weights file) has no floor to meet
+            continue
         for key, floor in BRATS_FLOORS.items():
             value = _mean(summaries, key)
             ref = float(reference.get(key, np.nan)) if reference else float("nan")
@@ -107,6 +113,7 @@ def nnformer_rows(runs: Mapping[str, Sequence[Mapping]], by_fraction: Mapping[fl
     """nnFormer at 100 % labels >= NNFORMER_FLOOR average DSC, and for each init the label-fraction curve rises:
     its mean DSC at every larger fraction is at least that of the one before (value = the smallest rise)."""
     ref = float(reference["dice"]) if reference else float("nan")
+    runs = {m: s for m, s in runs.items() if s}
     rows = [Row("nnformer_btcv", method, "avg DSC, 100 % labels", _mean(s, "dice"), f">= {NNFORMER_FLOOR}",
                 _at_least(_mean(s, "dice"), NNFORMER_FLOOR), "intensity-only voxel classifier", ref, len(s))
             for method, s in runs.items()]
