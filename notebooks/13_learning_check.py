@@ -37,50 +37,15 @@ ctx = NotebookContext(profile, data_dir, out_dir, results_dir, device=device, ma
                       overrides=overrides)
 
 
-def results(name):
-    found = ctx.load_results(name)
-    if found is None:
-        print(f"{name}: no results (its notebook has not run in this profile)")
-    return found
-
-
 # %% [markdown]
-# ## Pre-training: masked-patch loss against the flat guess
+# ## Collect every experiment
+# Pre-training: the masked-patch loss against the flat guess. Fine-tuning: Table 2 (CXR14 mAUC), Table 1 (BTCV DSC:
+# the average over the 8 organs and the weakest organ), Table 3 (BraTS DSC of WT, TC and ET = label 3), every grid
+# point of the ablation, and nnFormer at 100 % labels with its label-fraction curve. A notebook that has not run
+# is named and gives no rows.
 
 # %%
-rows = []
-for name in ("pretrain_cxr14", "pretrain_btcv", "pretrain_brats", "pretrain_nnformer_btcv", "pretrain_medmnist"):
-    r = results(name)
-    if r:
-        rows.append(lc.mae_row(name, r["val_loss"], r["flat_guess"]))
-
-# %% [markdown]
-# ## Fine-tuning: the paper's tables against their references
-# Table 2 (CXR14 mAUC), Table 1 (BTCV DSC: the average over the 8 organs and the weakest organ), Table 3 (BraTS
-# DSC of WT, TC and ET = label 3), every grid point of the ablation, and nnFormer at 100 % labels with its
-# label-fraction curve.
-
-# %%
-r = results("table2_cxr14")
-if r:
-    rows += lc.classification_rows("table2_cxr14", r["runs"], r.get("reference"))
-r = results("table1_btcv")
-if r:
-    rows += lc.btcv_rows("table1_btcv", r["runs"], BTCV_ORGANS, r.get("reference"))
-r = results("table3_brats")
-if r:
-    rows += lc.brats_rows("table3_brats", r["runs"], r.get("reference"))
-for dataset in ("btcv", "brats"):
-    r = results(f"table3_ablation_{dataset}")
-    if r:
-        for point, summaries in r["runs"].items():
-            runs = {f"mask {point}": summaries}
-            rows += (lc.btcv_rows(f"ablation_{dataset}", runs, BTCV_ORGANS, r.get("reference")) if dataset == "btcv"
-                     else lc.brats_rows(f"ablation_{dataset}", runs, r.get("reference")))
-r = results("nnformer_btcv")
-if r:
-    by_fraction = {float(f): runs for f, runs in r["fractions"].items()}
-    rows += lc.nnformer_rows(r["runs"], by_fraction, r.get("reference"))
+rows = lc.collect_rows(ctx.load_results, BTCV_ORGANS)
 
 # %% [markdown]
 # ## The table

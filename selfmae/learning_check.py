@@ -12,7 +12,7 @@ Results reach this module as the JSON files the notebooks write with `NotebookCo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -143,3 +143,34 @@ def table(rows: Sequence[Row]) -> pd.DataFrame:
 def missed(rows: Sequence[Row]) -> list[Row]:
     """The rows whose floor was not met."""
     return [r for r in rows if not r.met]
+
+
+MAE_RUNS = ("pretrain_cxr14", "pretrain_btcv", "pretrain_brats", "pretrain_nnformer_btcv", "pretrain_medmnist")
+
+
+def collect_rows(load: Callable[[str], Mapping | None], organs: Sequence[str]) -> list[Row]:
+    """Every learning-check row from the results the notebooks saved. `load(name)` returns the results saved
+    under `name` (`NotebookContext.load_results`) or None when that notebook has not run; missing results are
+    reported on stdout and give no rows. `organs`: the BTCV organs scored (Table 1's 8)."""
+    def results(name: str) -> Mapping | None:
+        found = load(name)
+        if found is None:
+            print(f"{name}: no results (its notebook has not run in this profile)")
+        return found
+
+    rows = [mae_row(name, r["val_loss"], r["flat_guess"]) for name in MAE_RUNS if (r := results(name))]
+    if r := results("table2_cxr14"):
+        rows += classification_rows("table2_cxr14", r["runs"], r.get("reference"))
+    if r := results("table1_btcv"):
+        rows += btcv_rows("table1_btcv", r["runs"], organs, r.get("reference"))
+    if r := results("table3_brats"):
+        rows += brats_rows("table3_brats", r["runs"], r.get("reference"))
+    for dataset in ("btcv", "brats"):
+        if r := results(f"table3_ablation_{dataset}"):
+            for point, summaries in r["runs"].items():
+                runs = {f"mask {point}": summaries}
+                rows += (btcv_rows(f"ablation_{dataset}", runs, organs, r.get("reference")) if dataset == "btcv"
+                         else brats_rows(f"ablation_{dataset}", runs, r.get("reference")))
+    if r := results("nnformer_btcv"):
+        rows += nnformer_rows(r["runs"], {float(f): runs for f, runs in r["fractions"].items()}, r.get("reference"))
+    return rows
