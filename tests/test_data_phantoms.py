@@ -47,7 +47,7 @@ def test_btcv_layout_round_trip_and_hu(base):
     assert img.get_data_dtype() == np.int16 and img.shape == (40, 40, 24)
     assert np.allclose(img.affine, lab.affine) and abs(img.affine[0, 0]) > 8  # spacing in the affine
     hu, ids = np.asarray(img.dataobj), np.asarray(lab.dataobj)
-    assert hu.min() <= -950 and hu.max() >= 400  # air and bone
+    assert hu.min() <= -950 and hu.max() >= 300  # air and bone (thin cortex partial-volumed at ~8 mm voxels)
     assert abs(np.median(hu[ids == 6]) - 60) < 25  # liver
     assert np.median(hu[ids == 8]) > 110 and np.percentile(hu[ids == 8], 90) > 180  # contrast-filled aorta (partial volume at 9.6 mm)
     assert {1, 2, 3, 4, 6, 7, 8, 11} <= set(np.unique(ids).tolist())

@@ -102,22 +102,23 @@ def write_cxr14(root: Path, n_images: int, image_size: int, test_fraction: float
         atomic_write_text(root / fname, "\n".join(lists[key]) + "\n")
 
 
-def write_btcv(root: Path, shape: tuple, spacing: tuple, organ_scale: float = 1.0, seed: int = 0) -> None:
+def write_btcv(root: Path, shape: tuple, spacing: tuple, organ_scale: float = 1.0, noise_hu: float = 0.5,
+               seed: int = 0) -> None:
     """RawData/Training/img/imgXXXX.nii.gz (int16 HU) + label/labelXXXX.nii.gz (0..13) for the 30 real ids."""
     for i, case in enumerate(BTCV_IDS):
         rng = np.random.default_rng([seed, 30, i])
         case_spacing = [s * rng.uniform(0.9, 1.1) for s in spacing]
-        hu, lab, affine = abdomen_ct(rng, shape, case_spacing, organ_scale)
+        hu, lab, affine = abdomen_ct(rng, shape, case_spacing, organ_scale, noise_hu)
         save_nifti(root / "RawData" / "Training" / "img" / f"img{case}.nii.gz", hu, affine)
         save_nifti(root / "RawData" / "Training" / "label" / f"label{case}.nii.gz", lab, affine)
 
 
-def write_brats(root: Path, n_cases: int, n_test: int, shape: tuple, seed: int = 0) -> None:
+def write_brats(root: Path, n_cases: int, n_test: int, shape: tuple, noise: float = 0.01, seed: int = 0) -> None:
     """Task01_BrainTumour: dataset.json (real keys), imagesTr/BRATS_xxx.nii.gz (X,Y,Z,4) float32, labelsTr, imagesTs."""
     training, test = [], []
     for i in range(n_cases + n_test):
         rng = np.random.default_rng([seed, 4, i])
-        image, label, affine = brain_mri(rng, shape)
+        image, label, affine = brain_mri(rng, shape, noise)
         name = f"BRATS_{i + 1:03d}.nii.gz"
         if i < n_cases:
             save_nifti(root / "imagesTr" / name, image, affine)
