@@ -60,10 +60,10 @@ for label, path in checkpoints.items():
 #
 # One detail explains what the untrained model shows. The MAE regresses *normalised* pixels (`norm_pix_loss`, the
 # MAE default): for each hidden patch it predicts the pattern, with the patch's own mean and contrast taken out. To
-# draw a picture, the true patch's mean and standard deviation are put back (as in the MAE authors' demo), so the
-# brightness of every hidden patch is borrowed from the original. A model that learnt nothing therefore draws a
-# noisy mosaic of squares at roughly the right grey levels; a trained one draws edges, ribs and organ outlines
-# *inside* the squares. The masked-patch MSE measures how wrong those insides are.
+# draw a picture, a hidden patch gets the mean and standard deviation of the *visible* patches around it (nothing of
+# the hidden pixels is used), so its brightness is a guess from its surroundings. A model that learnt nothing
+# therefore draws a noisy mosaic of squares at the surrounding grey level; a trained one draws edges, ribs and
+# organ outlines *inside* the squares. The masked-patch MSE measures how wrong those insides are.
 
 # %%
 ui = explorer_widget(image, runs_dir=ctx.runs, profile=profile)

@@ -120,6 +120,23 @@ def test_reconstruct_pastes_visible_patches(dims):
     torch.testing.assert_close(mae.reconstruct(x2, pred, mask)["recon"], out["recon"])
 
 
+@DIMS
+def test_hidden_patches_are_drawn_at_their_neighbours_brightness(dims):
+    """A hidden patch in the bright half is drawn bright (its visible neighbours), not at the image's mean."""
+    mae = tiny_mae(dims)
+    x = torch.zeros(1, 1, *(SIZE[dims],) * dims)
+    x[:, :, : SIZE[dims] // 2] = 10.0                      # first half of the first axis bright
+    n = mae.grid
+    mask = torch.zeros(1, math.prod(n))
+    mask[0, 0] = 1                                          # the corner patch, inside the bright half
+    mask[0, -1] = 1                                         # the opposite corner, inside the dark half
+    out = mae.reconstruct(x, torch.zeros(1, math.prod(n), mae.patchify(x).shape[-1]), mask)["pasted"]
+    p = SIZE[dims] // n[0]
+    corner = (slice(None), slice(None)) + (slice(0, p),) * dims
+    far = (slice(None), slice(None)) + (slice(-p, None),) * dims
+    assert torch.allclose(out[corner], torch.tensor(10.0)) and torch.allclose(out[far], torch.tensor(0.0))
+
+
 @pytest.mark.parametrize("dim", [64, 50, 32, 7])
 def test_sincos_any_width_3d(dim):
     pe = sincos_pos_embed((4, 4, 4), dim)

@@ -134,17 +134,40 @@ class MAE(nn.Module):
         masked: the input with hidden patches zeroed; recon: the prediction for every patch; pasted: visible input
         + predicted hidden patches; error: |pasted - x| (zero on visible patches).
         With norm_pix_loss the prediction is in per-patch normalised units. Visible patches are de-normalised with
-        their own mean/std; hidden ones with the average mean/std of the visible patches of the same image, so
-        the figure never leaks statistics of what was hidden.
+        their own mean/std; a hidden one with the mean/std of the visible patches around it (`neighbour_stats`),
+        so the figure shows anatomy at its local brightness and never leaks statistics of what was hidden.
         """
         _, mean, std = self.target(x)
         hid = mask.bool().unsqueeze(-1)                                   # (B, N, 1)
-        vis = (~hid).float()
-        n_vis = vis.sum(1, keepdim=True).clamp_min(1.0)
-        mean = torch.where(hid, (mean * vis).sum(1, keepdim=True) / n_vis, mean)
-        std = torch.where(hid, (std * vis).sum(1, keepdim=True) / n_vis, std)
+        mean = torch.where(hid, neighbour_stats(mean, ~hid, self.grid), mean)
+        std = torch.where(hid, neighbour_stats(std, ~hid, self.grid), std)
         recon = self.unpatchify(pred.float() * std + mean)
         hidden = self.unpatchify(mask.float().unsqueeze(-1).expand(-1, -1, pred.shape[-1]))
         x = x.float()
         pasted = torch.lerp(x, recon, hidden)
         return {"masked": x * (1 - hidden), "recon": recon, "pasted": pasted, "error": (pasted - x).abs()}
+
+
+def neighbour_stats(stat: torch.Tensor, visible: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
+    """Per patch, the mean of `stat` over the VISIBLE patches in its 3x3(x3) neighbourhood on the patch grid,
+    widened to 5, 7, ... patches where none is visible, and the image's visible mean as the last resort.
+
+    stat, visible: (B, N, 1) with N = prod(grid) (visible: bool); returns (B, N, 1) fp32. Used to draw a hidden
+    patch's normalised prediction at the brightness of what surrounds it (MAE's norm-pix targets carry no
+    mean/std of their own).
+    """
+    b = stat.shape[0]
+    pool = F.avg_pool3d if len(grid) == 3 else F.avg_pool2d
+    w = visible.float().reshape(b, 1, *grid)
+    v = stat.float().reshape(b, 1, *grid) * w
+    out = (v.flatten(1).sum(1) / w.flatten(1).sum(1).clamp_min(1.0)).reshape(b, *([1] * (len(grid) + 1)))
+    out = out.expand_as(v).clone()
+    found = torch.zeros_like(w, dtype=torch.bool)
+    for k in range(3, 2 * max(grid) + 2, 2):
+        num, den = pool(v, k, 1, k // 2, count_include_pad=True), pool(w, k, 1, k // 2, count_include_pad=True)
+        new = (den > 0) & ~found
+        out = torch.where(new, num / den.clamp_min(1e-12), out)
+        found |= new
+        if bool(found.all()):
+            break
+    return out.reshape(b, -1, 1)
