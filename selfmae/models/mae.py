@@ -164,7 +164,8 @@ def neighbour_stats(stat: torch.Tensor, visible: torch.Tensor, grid: Sequence[in
     out = out.expand_as(v).clone()
     found = torch.zeros_like(w, dtype=torch.bool)
     for k in range(3, 2 * max(grid) + 2, 2):
-        num, den = pool(v, k, 1, k // 2, count_include_pad=True), pool(w, k, 1, k // 2, count_include_pad=True)
+        pad = [k // 2] * (2 * len(grid))   # zero padding done here: pooling refuses a kernel wider than the grid
+        num, den = pool(F.pad(v, pad), k, 1), pool(F.pad(w, pad), k, 1)
         new = (den > 0) & ~found
         out = torch.where(new, num / den.clamp_min(1e-12), out)
         found |= new
