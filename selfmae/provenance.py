@@ -4,8 +4,8 @@
   it (e.g. tests/data/medmnist/pneumoniamnist_subset.npz), or the dataset's own folder or file name for data
   elsewhere ("ChestX-ray14"): never an absolute path of the machine that ran it.
 * `data_tag(path)`: a short folder name for runs on data other than the default (synthetic phantoms, the
-  shipped PneumoniaMNIST subset): "<name>-<6 hex digits of the resolved path>", so runs on other data land in
-  their own folders instead of colliding with finished runs on the default data.
+  shipped PneumoniaMNIST subset and AdrenalMNIST3D file): "<name>-<6 hex digits of the resolved path>", so runs
+  on other data land in their own folders instead of colliding with finished runs on the default data.
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from pathlib import Path
 
 from selfmae.repro import REPO_ROOT
 
-DEFAULT_DATA = (REPO_ROOT / "tests" / "data" / "medmnist" / "pneumoniamnist_subset.npz",)
+DEFAULT_DATA = (REPO_ROOT / "tests" / "data" / "medmnist" / "pneumoniamnist_subset.npz",
+                REPO_ROOT / "tests" / "data" / "medmnist3d" / "adrenalmnist3d.npz")
 
 
 def _resolved(path: str | os.PathLike) -> Path:

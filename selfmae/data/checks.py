@@ -20,7 +20,7 @@ from .btcv import _raw_root, extras_problem, raw_layout_extras, read_btcv
 from .common import DataError, DataProblem, check_dataset_name, load_nifti, read_json, seeded_holdout
 from .cxr14 import SPLIT_LISTS, empty_split_problems, find_csv, image_index, read_entries
 from .dataset_json import channel_names, label_ids, missing_keys
-from .medmnist import SPLITS, load_npz, medmnist_file
+from .medmnist import SPLITS, label_spec, load_npz, medmnist_file
 
 PNG_MODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "I;16": 1, "I;16B": 1, "I": 1, "P": 1}
 
@@ -176,7 +176,8 @@ def check_brats(data_dir: Path) -> list[DataProblem]:
 
 
 def check_medmnist(data_dir: Path) -> list[DataProblem]:
-    """All six keys; images and labels agree in length; no empty split; no NaN."""
+    """All six keys; images and labels agree in length; no empty split; no NaN; labels are non-negative integers
+    (0/1 columns, or class ids in one column: `medmnist.label_spec`)."""
     try:
         path = medmnist_file({"data_dir": data_dir})
         arrays = load_npz(path)
@@ -194,6 +195,11 @@ def check_medmnist(data_dir: Path) -> list[DataProblem]:
         for key, arr in ((f"{split}_images", images), (f"{split}_labels", labels)):
             if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
                 problems.append(DataProblem(str(path), f"{key} holds NaN/inf values"))
+    if not problems:
+        try:
+            label_spec(arrays, path)
+        except DataError as err:
+            problems += err.problems
     return problems
 
 
