@@ -4,7 +4,8 @@
   its own mean, i.e. 0 after per-patch normalisation. About 1.0 wherever patches are textured (0 on perfectly
   flat ones); an MAE that learned nothing scores this, one that learned anatomy scores well below it.
 - `pixel_logistic_regression`: per-label logistic regression (scikit-learn) on the image pixels, average-pooled
-  to 32 x 32, trained on the training split and scored by mean AUC on the evaluation split.
+  to 32 x 32 (volumes: voxels pooled to 14 x 14 x 14), trained on the training split and scored by mean AUC on
+  the evaluation split.
 - `intensity_voxel_classifier`: a per-voxel classifier (scikit-learn's HistGradientBoostingClassifier) on the
   voxel's intensities alone (1 channel for CT, 4 for BraTS), no position or context, scored with the same Dice
   conventions as the networks (`selfmae.eval.metrics`). What intensity alone explains; the network must add
@@ -47,25 +48,31 @@ def flat_guess_loss(model: torch.nn.Module, dataset, max_items: int = 256) -> fl
 
 
 def _pixels(dataset, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images (C, H, W) or volumes (C, D, H, W) average-pooled to size^2 / size^3, flattened; labels (L,)."""
     xs, ys = [], []
     for item in _items(dataset):
         x = torch.as_tensor(item["image"]).float()[None]
-        xs.append(F.adaptive_avg_pool2d(x, size).flatten().numpy())
+        pool = F.adaptive_avg_pool3d if x.ndim == 5 else F.adaptive_avg_pool2d
+        xs.append(pool(x, size).flatten().numpy())
         ys.append(np.asarray(item["label"], dtype=np.float32).reshape(-1))
     return np.stack(xs), np.stack(ys)
 
 
-def pixel_logistic_regression(train, test, label_names: Sequence[str], size: int = 32, c: float = 0.1) -> dict:
-    """Logistic regression per label on pixels average-pooled to `size` x `size` (scikit-learn, L2, C=`c`).
+def pixel_logistic_regression(train, test, label_names: Sequence[str], size: int | None = None,
+                              c: float = 0.1) -> dict:
+    """Logistic regression per label on pixels average-pooled to `size` x `size` (volumes: `size`^3 voxels;
+    default 32 for images, 14 for volumes) (scikit-learn, L2, C=`c`).
 
-    train, test: datasets of {"image": (1, H, W), "label": (L,)}; the training items are drawn once through their
-    pipeline (one random crop/flip each). Returns {"mAUC": mean AUC over the labels with both classes present,
-    "auc/<name>": ...} as `selfmae.eval.mean_auc` computes it.
+    train, test: datasets of {"image": (1, H, W) or (1, D, H, W), "label": (L,)}; the training items are drawn once
+    through their pipeline (one random crop/flip each). Returns {"mAUC": mean AUC over the labels with both classes
+    present, "auc/<name>": ...} as `selfmae.eval.mean_auc` computes it.
     """
     from sklearn.linear_model import LogisticRegression
 
     from selfmae.eval import mean_auc
 
+    if size is None:
+        size = 14 if torch.as_tensor(next(iter(_items(test)))["image"]).ndim == 4 else 32
     x_train, y_train = _pixels(train, size)
     x_test, y_test = _pixels(test, size)
     scores = np.zeros_like(y_test)

@@ -25,6 +25,12 @@ from selfmae.repro import REPO_ROOT, seed_everything
 
 SYNTHETIC_ROOT = REPO_ROOT / "data" / "synthetic"
 MEDMNIST_SAMPLE = REPO_ROOT / "tests" / "data" / "medmnist" / "pneumoniamnist_subset.npz"
+MEDMNIST3D_SAMPLE = REPO_ROOT / "tests" / "data" / "medmnist3d" / "adrenalmnist3d.npz"
+
+
+def medmnist_sample(spatial_dims: int = 2) -> Path:
+    """The real MedMNIST file shipped in tests/data for 2D (PneumoniaMNIST subset) or 3D (AdrenalMNIST3D)."""
+    return MEDMNIST3D_SAMPLE if int(spatial_dims) == 3 else MEDMNIST_SAMPLE
 
 
 # ----------------------------------------------------------------------------------------------- data ---------
@@ -39,7 +45,7 @@ def resolve_data_dir(cfg: Mapping, synthetic_root: Path | None = None) -> Path:
             raise FileNotFoundError(f"data.data_dir={path}: no such file or folder")
         return path
     if data["dataset"] == "medmnist":
-        return MEDMNIST_SAMPLE
+        return medmnist_sample(data.get("spatial_dims", 2))
     root = Path(synthetic_root or os.environ.get("SELFMAE_SYNTHETIC", SYNTHETIC_ROOT)) / data["dataset"]
     marker = root / ".selfmae-synthetic.json"
     size = "paper" if cfg.get("profile") == "paper" else "tiny"
@@ -96,11 +102,46 @@ def label_subset(dataset: Dataset, fraction: float, seed: int) -> Subset:
     return Subset(dataset, sorted(order[:n].tolist()))
 
 
+def medmnist_labels(data_cfg: Mapping):
+    """The `selfmae.data.medmnist.LabelSpec` (kind, outputs, names) of the MedMNIST file a data section names
+    (the shipped sample of its dimensions when data_dir is null); only the label arrays are read."""
+    from selfmae.data.medmnist import medmnist_file, read_label_spec
+
+    source = data_cfg.get("data_dir") or medmnist_sample(data_cfg.get("spatial_dims", 2))
+    return read_label_spec(medmnist_file(dict(data_cfg, data_dir=str(source))))
+
+
+def num_outputs(cfg: Mapping) -> int:
+    """The classifier's outputs: `model.num_classes`; for a MedMNIST file, null means as many as its labels need
+    (1 binary, K classes, L labels), and a number (or `data.label_names`) that does not fit them is a DataError
+    naming the file, what its labels are and the setting that fits."""
+    from selfmae.data import DataError, DataProblem
+    from selfmae.data.medmnist import medmnist_file
+
+    given, data = cfg["model"].get("num_classes"), cfg["data"]
+    if data["dataset"] != "medmnist":
+        return int(given)
+    spec = medmnist_labels(data)
+    names = data.get("label_names")
+    wrong = [f"model.num_classes={given}"] if given is not None and int(given) != spec.n_outputs else []
+    wrong += [f"data.label_names={list(names)}"] if names and len(names) != spec.n_outputs else []
+    if wrong:
+        path = medmnist_file(dict(data, data_dir=str(data.get("data_dir") or medmnist_sample(data["spatial_dims"]))))
+        raise DataError([DataProblem(str(path), f"its labels are {spec.kind} with {spec.n_outputs} output(s), but "
+                                                f"{' and '.join(wrong)}; set model.num_classes={spec.n_outputs} (or "
+                                                "null: from the file) and data.label_names to "
+                                                f"{spec.n_outputs} name(s) or null")])
+    return spec.n_outputs
+
+
 # --------------------------------------------------------------------------------------------- models ---------
 def build_model_for(cfg: Mapping) -> torch.nn.Module:
-    """Model from the config, initialised as `model.init` says (scratch | mae | imagenet), the load reported."""
+    """Model from the config, initialised as `model.init` says (scratch | mae | imagenet), the load reported.
+    A classifier's outputs are `num_outputs(cfg)` (for MedMNIST: from the file when model.num_classes is null)."""
     from selfmae.models import build_model
 
+    if cfg["task"] == "classify":
+        cfg = dict(cfg, model=dict(cfg["model"], num_classes=num_outputs(cfg)))
     init, path = cfg["model"].get("init", "scratch"), cfg["model"].get("pretrained")
     if init == "scratch":
         return build_model(dict(cfg["model"], pretrained=None), cfg["data"])
@@ -127,6 +168,8 @@ def eval_classes(data_cfg: Mapping) -> tuple[tuple[str, ...], list[int] | None]:
         return BRATS_REGIONS, [0, 1, 2]
     if dataset == "cxr14":
         return CXR14_LABELS, None
+    if dataset == "medmnist" and not data_cfg.get("label_names"):
+        return medmnist_labels(data_cfg).names, None   # from the file: "label", or "class 0".."class K-1"
     return tuple(data_cfg.get("label_names") or ("label",)), None
 
 
@@ -138,7 +181,8 @@ def make_task(cfg: Mapping):
         return MAETask()
     names, indices = eval_classes(cfg["data"])
     if cfg["task"] == "classify":
-        return ClassificationTask(num_classes=cfg["model"]["num_classes"], label_names=names)
+        multiclass = cfg["data"]["dataset"] == "medmnist" and medmnist_labels(cfg["data"]).kind == "multi-class"
+        return ClassificationTask(num_classes=num_outputs(cfg), label_names=names, multiclass=multiclass)
     ev = cfg.get("eval") or {}
     return SegmentationTask(kind=cfg["data"]["dataset"], roi_size=cfg["data"]["roi_size"],
                             spacing=cfg["data"].get("spacing"), class_names=names, class_indices=indices,

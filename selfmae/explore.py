@@ -2,7 +2,7 @@
 
 Two layers, so tests and notebooks can drive everything without a browser:
 
-    ex = MaskExplorer("sample:pneumoniamnist")      # the trained MAE of notebooks 02-04/12 if one has run
+    ex = MaskExplorer("sample:pneumoniamnist")      # the trained MAE of notebooks 02-04/12/14 if one has run
     ex.model_description                            # which model: checkpoint, epochs and steps, or "untrained: ..."
     ex.set_mask_ratio(0.25)
     view = ex.update()          # view.images: original / masked / recon / pasted / error (2D arrays)
@@ -12,15 +12,17 @@ Two layers, so tests and notebooks can drive everything without a browser:
     ui = explorer_widget(runs_dir="runs/tiny")      # ipywidgets controls over one MaskExplorer (JupyterLab)
     ui                                              # last expression of a cell: shows the controls
 
-Images come from the shipped real samples (PneumoniaMNIST, a ChestX-ray14 radiograph, an abdominal CT), the
-synthetic phantoms, or a file of the user's (.png/.jpg/.tif, .nii/.nii.gz, .npy, MedMNIST .npz, or a folder of
-them). Each is prepared as the training pipelines prepare it: 2D images resized (short side to `data.resize`) and
-centre-cropped to `data.crop`; volumes reoriented to RAS, resampled to `data.spacing` and centre-cropped/padded to
-`data.roi_size`. Models are MAE checkpoints found under a runs folder (their `config.yaml` beside them says how to
-build them), or "untrained": a tiny MAE built from the profile's config with fixed weights, to show what a model
-that has learnt nothing produces. The explorer opens on the trained MAE that fits the image (`default_checkpoint`:
-notebook 02's or 12's for 2D images, 03's or 04's for volumes) and on "untrained" only when none has run; it says
-which (`MaskExplorer.model_description`, the widget's model line).
+Images come from the shipped real samples (PneumoniaMNIST, a ChestX-ray14 radiograph, an abdominal CT, an
+AdrenalMNIST3D volume), the synthetic phantoms, or a file of the user's (.png/.jpg/.tif, .nii/.nii.gz, .npy,
+MedMNIST .npz 2D or 3D, or a folder of them). Each is prepared as the training pipelines prepare it: 2D images
+resized (short side to `data.resize`) and centre-cropped to `data.crop`; volumes reoriented to RAS, resampled to
+`data.spacing` and centre-cropped/padded to `data.roi_size`; MedMNIST 3D volumes resized to `data.resize` and
+z-scored, as `pretrain_medmnist3d` trains on them. Models are MAE checkpoints found under a runs folder (their
+`config.yaml` beside them says how to build them), or "untrained": a tiny MAE built from the profile's config with
+fixed weights, to show what a model that has learnt nothing produces. The explorer opens on the trained MAE that
+fits the image (`default_checkpoint`: notebook 02's or 12's for 2D images, 03's or 04's for volumes, 14's for
+MedMNIST 3D volumes) and on "untrained" only when none has run; it says which (`MaskExplorer.model_description`,
+the widget's model line).
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ SOURCES = {
     "PneumoniaMNIST test image (real, 2D)": "sample:pneumoniamnist",
     "ChestX-ray14 radiograph (real, 2D)": "sample:cxr14",
     "abdominal CT (real, 3D)": "sample:ct",
+    "AdrenalMNIST3D test volume (real, 3D)": "sample:adrenalmnist3d",
     "chest X-ray phantom (2D)": "phantom:cxr14",
     "abdominal CT phantom (3D)": "phantom:btcv",
 }
@@ -51,13 +54,17 @@ SAMPLES = {
     "pneumoniamnist": SAMPLE_DIR / "medmnist" / "pneumoniamnist_subset.npz",
     "cxr14": SAMPLE_DIR / "cxr14-sample" / "images",
     "ct": SAMPLE_DIR / "ct-sample" / "example_ct.nii.gz",
+    "adrenalmnist3d": SAMPLE_DIR / "medmnist3d" / "adrenalmnist3d.npz",
 }
-# the config an "untrained" model is built from, by image kind
-UNTRAINED_EXPERIMENT = {"medmnist": "pretrain_medmnist", 2: "pretrain_cxr14", 3: "pretrain_btcv"}
+# the config an "untrained" model is built from, by image kind (`image_kind`)
+UNTRAINED_EXPERIMENT = {"medmnist": "pretrain_medmnist", "medmnist3d": "pretrain_medmnist3d", 2: "pretrain_cxr14",
+                        3: "pretrain_btcv"}
 # where pre-training runs leave their checkpoints (relative to runs/<profile>)
 CHECKPOINT_PATTERNS = ("pretrain_*/last.pt", "pretrain_*/*/last.pt", "ablation_*/mask*/pretrain/last.pt")
-# the pre-training runs the explorer opens on, best first, by image kind (notebooks 12/02 for 2D, 03/04 for 3D)
+# the pre-training runs the explorer opens on, best first, by image kind (notebooks 12/02 for 2D, 03/04 for 3D,
+# 14 for MedMNIST 3D volumes)
 PREFERRED_RUNS = {"medmnist": ("pretrain_medmnist", "pretrain_cxr14"), 2: ("pretrain_cxr14", "pretrain_medmnist"),
+                  "medmnist3d": ("pretrain_medmnist3d", "pretrain_btcv", "pretrain_brats"),
                   3: ("pretrain_btcv", "pretrain_brats")}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 VOLUME_SUFFIXES = (".nii", ".nii.gz")
@@ -84,6 +91,13 @@ class LoadedImage:
     count: int = 1                             # images available at this source (for the index control)
     kind: str = "file"                         # "medmnist" for MedMNIST files (their own untrained config)
     uint8: bool = False
+
+
+def image_kind(image: LoadedImage) -> str | int:
+    """What decides an image's default model: "medmnist" / "medmnist3d" for MedMNIST files, else 2 or 3."""
+    if image.kind == "medmnist":
+        return "medmnist3d" if image.spatial_dims == 3 else "medmnist"
+    return image.spatial_dims
 
 
 def resolve_source(source: str | Path, profile: str = "tiny") -> Path:
@@ -211,7 +225,8 @@ def model_input_size(data_cfg: Mapping) -> list[int]:
 
 def prepare_input(image: LoadedImage, data_cfg: Mapping) -> torch.Tensor:
     """(1, C, *model size): normalised; 2D resized (short side to resize, else crop), z-scored and centre-cropped;
-    3D resampled to data.spacing (when both spacings are known) and centre-cropped/padded to roi_size."""
+    3D for a MedMNIST model z-scored and resized to resize^3 (as `pretrain_medmnist3d` trains), other 3D resampled
+    to data.spacing (when both spacings are known); volumes then centre-cropped/padded to roi_size."""
     import torch.nn.functional as F
     from monai.transforms import ResizeWithPadOrCrop
 
@@ -223,6 +238,10 @@ def prepare_input(image: LoadedImage, data_cfg: Mapping) -> torch.Tensor:
         new = [max(1, round(s * short / min(shape))) for s in shape]
         x = F.interpolate(x, size=new, mode="bilinear", antialias=True, align_corners=False)
         x = (x - x.mean()) / x.std().clamp_min(1e-6)   # z-scored per image, as the 2D training pipelines do
+    elif data_cfg.get("dataset") == "medmnist":         # MedMNIST volumes: z-scored per volume, then resized
+        x = (x - x.mean()) / x.std().clamp_min(1e-6)
+        if data_cfg.get("resize"):
+            x = F.interpolate(x, size=[int(data_cfg["resize"])] * 3, mode="area")
     elif image.spacing and data_cfg.get("spacing"):
         new = [max(1, round(s * sp / tsp)) for s, sp, tsp in zip(shape, image.spacing, data_cfg["spacing"])]
         x = F.interpolate(x, size=new, mode="trilinear", align_corners=False)
@@ -300,12 +319,11 @@ def checkpoint_dims(checkpoint: str | Path) -> int | None:
 
 def default_checkpoint(image: LoadedImage, runs_dir: str | Path) -> Path | str:
     """The checkpoint the explorer opens on for `image`: the last.pt of the pre-training notebook that fits it
-    (PREFERRED_RUNS: PneumoniaMNIST -> pretrain_medmnist, other 2D -> pretrain_cxr14, volumes -> pretrain_btcv,
-    then pretrain_brats), else any other MAE checkpoint of the image's dimensions under runs_dir (e.g. an ablation
-    run), else UNTRAINED: untrained only when nothing has run."""
+    (PREFERRED_RUNS: PneumoniaMNIST -> pretrain_medmnist, other 2D -> pretrain_cxr14, MedMNIST 3D volumes ->
+    pretrain_medmnist3d, other volumes -> pretrain_btcv, then pretrain_brats), else any other MAE checkpoint of the
+    image's dimensions under runs_dir (e.g. an ablation run), else UNTRAINED: untrained only when nothing has run."""
     runs_dir = Path(runs_dir)
-    kind = "medmnist" if image.kind == "medmnist" and image.spatial_dims == 2 else image.spatial_dims
-    preferred = [runs_dir / name / "last.pt" for name in PREFERRED_RUNS[kind]]
+    preferred = [runs_dir / name / "last.pt" for name in PREFERRED_RUNS[image_kind(image)]]
     others = [p for p in discover_checkpoints(runs_dir).values() if p not in preferred] if runs_dir.is_dir() else []
     for path in preferred + others:
         if path.is_file() and checkpoint_dims(path) == image.spatial_dims:
@@ -342,8 +360,7 @@ def build_explorer_model(checkpoint: str | Path, image: LoadedImage, profile: st
     from selfmae.models import build_model
 
     if str(checkpoint) == UNTRAINED:
-        experiment = UNTRAINED_EXPERIMENT["medmnist" if image.kind == "medmnist" and image.spatial_dims == 2
-                                          else image.spatial_dims]
+        experiment = UNTRAINED_EXPERIMENT[image_kind(image)]
         cfg = load_config(experiment, profile)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
@@ -356,7 +373,7 @@ def build_explorer_model(checkpoint: str | Path, image: LoadedImage, profile: st
     path = Path(checkpoint).expanduser()
     if not path.is_file():
         raise ExplorerError(f"checkpoint not found: {path} — run the pre-training notebook that writes it "
-                            "(02/03/04, 08 or 12) or choose 'untrained'")
+                            "(02/03/04, 08, 12 or 14) or choose 'untrained'")
     from selfmae.train import CheckpointError, check_state_fits, load_checkpoint
 
     try:
@@ -474,7 +491,7 @@ class MaskExplorer:
         text = self.entry.description or self.entry.label
         if not self.entry.trained and default_checkpoint(self.image, self.runs_dir) == UNTRAINED:
             text += (f" · no {self.image.spatial_dims}D MAE checkpoint under {_shown_path(self.runs_dir)}: "
-                     "run notebooks 02-04 (or 12) first")
+                     "run notebooks 02-04 (or 12, 14) first")
         return text
 
     def _load_model(self) -> None:
@@ -885,41 +902,47 @@ def quickstart_table(results: Mapping[str, Sequence[Mapping[str, float]]], metri
     return pd.DataFrame(rows)
 
 
-def medmnist_source(data_dir: str | Path = "") -> str:
-    """The MedMNIST file notebook 12 trains on: `data_dir` when it is a .npz or holds one (directly or in a
-    `medmnist/` sub-folder); the real PneumoniaMNIST subset shipped in tests/data when `data_dir` is "".
+def medmnist_source(data_dir: str | Path = "", spatial_dims: int = 2) -> str:
+    """The MedMNIST file notebook 12 (2D) or 14 (3D) trains on: `data_dir` when it is a .npz or holds one
+    (directly, or in a `medmnist3d/` (3D only) or `medmnist/` sub-folder); the real file shipped in tests/data for
+    `spatial_dims` (PneumoniaMNIST subset, AdrenalMNIST3D) when `data_dir` is "".
 
     Raises FileNotFoundError naming the folder when `data_dir` is given but holds no .npz (a run on the shipped
-    subset would look like the user's own result).
+    file would look like the user's own result).
     """
-    from selfmae.experiments import MEDMNIST_SAMPLE
+    from selfmae.experiments import medmnist_sample
 
     if not data_dir:
-        return str(MEDMNIST_SAMPLE)
+        return str(medmnist_sample(spatial_dims))
     root = Path(data_dir).expanduser()
-    for candidate in (root, root / "medmnist"):
+    subfolders = ("medmnist3d", "medmnist") if int(spatial_dims) == 3 else ("medmnist",)
+    for candidate in (root, *(root / sub for sub in subfolders)):
         if candidate.is_file() and candidate.suffix == ".npz":
             return str(candidate)
         if candidate.is_dir() and any(candidate.glob("*.npz")):
             return str(candidate)
-    raise FileNotFoundError(f"data_dir={str(data_dir)!r}: no MedMNIST .npz there (nor in its medmnist/ folder); "
-                            "give a .npz file or a folder holding one, or leave data_dir empty for the shipped "
-                            "PneumoniaMNIST subset")
+    shipped = "AdrenalMNIST3D file" if int(spatial_dims) == 3 else "PneumoniaMNIST subset"
+    raise FileNotFoundError(f"data_dir={str(data_dir)!r}: no MedMNIST .npz there (nor in its "
+                            f"{' or '.join(f'{sub}/' for sub in subfolders)} folder); give a .npz file or a folder "
+                            f"holding one, or leave data_dir empty for the shipped {shipped}")
 
 
 def medmnist_description(source: str | Path) -> str:
-    """How captions name a MedMNIST source: the shipped subset, or the file used with its split sizes
-    (e.g. 'pneumoniamnist.npz: 4708/524/624 train/val/test images')."""
+    """How captions name a MedMNIST source: a shipped file, or the file used with its split sizes
+    (e.g. 'pneumoniamnist.npz: 4708/524/624 train/val/test images', 'organmnist3d.npz: 971/161/610 ... volumes')."""
     from selfmae.data import load_npz
-    from selfmae.data.medmnist import medmnist_file
-    from selfmae.experiments import MEDMNIST_SAMPLE
+    from selfmae.data.medmnist import file_spatial_dims, medmnist_file
+    from selfmae.experiments import MEDMNIST3D_SAMPLE, MEDMNIST_SAMPLE
 
     path = medmnist_file({"data_dir": str(source)})
     if path.resolve() == MEDMNIST_SAMPLE.resolve():
         return "PneumoniaMNIST (real, the balanced subset shipped in tests/data)"
+    if path.resolve() == MEDMNIST3D_SAMPLE.resolve():
+        return "AdrenalMNIST3D (real, the MedMNIST v2 file shipped in tests/data)"
     arrays = load_npz(path)
     sizes = "/".join(str(len(arrays[f"{s}_images"])) for s in ("train", "val", "test"))
-    return f"{path.name}: {sizes} train/val/test images"
+    kind = "volumes" if file_spatial_dims(arrays["train_images"]) == 3 else "images"
+    return f"{path.name}: {sizes} train/val/test {kind}"
 
 
 def source_data_label(source: str | Path, profile: str = "tiny") -> str:

@@ -216,9 +216,10 @@ PLAN = [
     ("10", "pretrain_nnformer_btcv", 1), ("10", "finetune_nnformer_btcv", 3 * 2 * (1 + 0.1 + 0.25 + 0.5)),
     ("10", "finetune_swinunetr_btcv", 3),
     ("12", "pretrain_medmnist", 1), ("12", "finetune_medmnist", 3 * 2),
+    ("14", "pretrain_medmnist3d", 5), ("14", "finetune_medmnist3d", 3 * 2 + 3 * 4),   # 5 mask ratios, 1 reused
 ]
-# training-set sizes of the real datasets (samples per epoch before crops)
-TRAIN_SIZES = {"cxr14": 77_871, "btcv": 18, "brats": 387, "medmnist": 4_708}
+# training-set sizes of the real datasets (samples per epoch before crops); medmnist3d: AdrenalMNIST3D
+TRAIN_SIZES = {"cxr14": 77_871, "btcv": 18, "brats": 387, "medmnist": 4_708, "medmnist3d": 1_188}
 
 
 def _step_times() -> dict:
@@ -245,7 +246,9 @@ def plan(profile: str, notebooks: list[Path]) -> str:
         except ConfigError:
             continue
         t = cfg["train"]
-        iters = t["epochs"] * math.ceil(TRAIN_SIZES[cfg["data"]["dataset"]] / t["batch_size"])
+        dataset = cfg["data"]["dataset"] + ("3d" if cfg["data"]["dataset"] == "medmnist"
+                                            and cfg["data"]["spatial_dims"] == 3 else "")
+        iters = t["epochs"] * math.ceil(TRAIN_SIZES[dataset] / t["batch_size"])
         if t.get("max_steps"):
             iters = min(iters, t["max_steps"])
         sec = steps.get(experiment)

@@ -267,3 +267,27 @@ def test_opens_on_a_checkpoint_the_engine_wrote(tmp_path):
     assert ui.core.checkpoint == result.last_ckpt and ui.core.entry.trained
     assert "1 epochs, 3 optimiser steps" in ui.model_line.value
     assert f"validation masked-patch loss {result.history[-1]['val_loss']:.3f}" in ui.core.model_description
+
+
+def test_medmnist3d_volume_with_its_trained_mae_and_a_slice_slider(tmp_path):
+    """A MedMNIST 3D volume (AdrenalMNIST3D) opens on notebook 14's MAE, prepared as pretrain_medmnist3d trains
+    (resized, z-scored), with the slice slider; other volumes keep the CT MAE."""
+    medmnist3d = _pretrained(tmp_path, "pretrain_medmnist3d", 120, [0.19, 0.15])
+    btcv = _pretrained(tmp_path, "pretrain_btcv", 60, [0.97])
+    ui = explorer_widget("sample:pneumoniamnist", runs_dir=tmp_path)
+    ui.source.value = "AdrenalMNIST3D test volume (real, 3D)"
+    core = ui.core
+    assert ui.message.value == "" and core.image.spatial_dims == 3 and core.checkpoint == medmnist3d
+    assert "adrenalmnist3d.npz test #0" in core.image.name and core.image.count == 298
+    side = load_config("pretrain_medmnist3d", "tiny")["data"]["roi_size"][0]
+    assert core.x.shape == (1, 1, side, side, side) and abs(float(core.x.mean())) < 1e-4   # z-scored as in training
+    assert ui.volume_controls.layout.display == "" and ui.slice.max == side - 1 and ui.slice.value == side // 2
+    assert "pretrain_medmnist3d" in ui.model_line.value and "2 epochs, 120 optimiser steps" in ui.model_line.value
+    before = ui.images["original"].value
+    ui.slice.value = side // 4
+    assert ui.view.slice_index == side // 4 and ui.view.seconds == 0.0 and ui.images["original"].value != before
+    assert ui.view.n_patches == core.n_patches == (side // 7) ** 3
+    core.set_source("sample:ct")
+    assert core.checkpoint == btcv
+    untrained = MaskExplorer("sample:adrenalmnist3d", runs_dir=tmp_path / "nothing")
+    assert untrained.checkpoint == UNTRAINED and "pretrain_medmnist3d" in untrained.model_description

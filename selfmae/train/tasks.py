@@ -64,13 +64,24 @@ class MAETask:
 
 @dataclass
 class ClassificationTask:
-    """Multi-label classification (CXR14): BCE-with-logits; val = mean AUC over labels (mAUC) and val_loss."""
+    """Image-level classification: val = mean AUC over labels (mAUC), accuracy (acc) and val_loss.
+
+    Multi-label or binary (CXR14, MedMNIST binary files): BCE-with-logits on (B, L) 0/1 targets, sigmoid scores,
+    acc = mean over labels of the accuracy at 0.5. `multiclass` (MedMNIST class ids, one-hot (B, K) targets):
+    softmax cross-entropy, softmax scores, acc = argmax accuracy; the AUC of each class is one-vs-rest (the
+    MedMNIST v2 definitions of AUC and ACC).
+    """
     num_classes: int
     label_names: Sequence[str] | None = None
+    multiclass: bool = False
     main_metric: str = "mAUC"
     higher_is_better: bool = True
     val_batch_size: int | None = None
-    loss_fn: nn.Module = field(default_factory=nn.BCEWithLogitsLoss)
+    loss_fn: nn.Module | None = None
+
+    def __post_init__(self) -> None:
+        if self.loss_fn is None:
+            self.loss_fn = nn.CrossEntropyLoss() if self.multiclass else nn.BCEWithLogitsLoss()
 
     def step(self, model: nn.Module, batch: dict, device: torch.device) -> tuple[torch.Tensor, int]:
         x = _image(batch, device)
@@ -84,11 +95,14 @@ class ClassificationTask:
             y = _tensor(batch["label"], device).float()
             logits = model(x).float()
             total += float(self.loss_fn(logits, y)) * x.shape[0]
-            scores.append(torch.sigmoid(logits).cpu())
+            scores.append((torch.softmax(logits, 1) if self.multiclass else torch.sigmoid(logits)).cpu())
             labels.append(y.cpu())
         names = list(self.label_names) if self.label_names else [str(i) for i in range(self.num_classes)]
-        auc = mean_auc(torch.cat(labels), torch.cat(scores), names)
-        out = {"mAUC": auc["mean"], "val_loss": total / max(sum(len(s) for s in scores), 1)}
+        y, p = torch.cat(labels), torch.cat(scores)
+        auc = mean_auc(y, p, names)
+        hits = (p.argmax(1) == y.argmax(1)) if self.multiclass else ((p > 0.5) == (y > 0.5))
+        acc = hits.float().mean()
+        out = {"mAUC": auc["mean"], "acc": float(acc), "val_loss": total / max(len(y), 1)}
         out.update({f"auc/{k}": v for k, v in auc["per_class"].items()})
         return out
 
