@@ -31,13 +31,18 @@ TABLES = {  # name -> columns that must be there
     "nnformer_comparison": ["Model", "Architecture", "Source", "Avg DSC"],
     "nnformer_convergence": ["init", "seed", "epochs to 95% of final DSC"],
     "quickstart_pneumoniamnist": ["method", "Architecture"],
+    "medmnist3d_scratch_vs_mae": ["Method", "Architecture", "Source", "seeds", "test AUC (%)", "test ACC (%)",
+                                  "val AUC (%)"],
+    "medmnist3d_mask_ratio": ["Mask ratio", "pre-training val loss", "flat-patch guess", "seeds", "val AUC (%)",
+                              "test AUC (%)", "test ACC (%)"],
 }
 FIGURES = ["fig0_masking_demo", "data_examples_cxr14", "data_examples_btcv", "data_examples_brats",
            "curves_pretrain_cxr14", "recon_pretrain_cxr14", "curves_pretrain_btcv", "recon_pretrain_btcv",
            "curves_pretrain_brats", "recon_pretrain_brats", "curves_finetune_cxr14", "curves_finetune_btcv",
            "curves_finetune_brats", "ablation_mask_ratio", "fig2_reconstructions", "fig3_overlays_btcv",
            "fig3_overlays_brats", "curves_pretrain_nnformer_btcv", "nnformer_label_fraction", "nnformer_convergence",
-           "explore_error_vs_ratio"]
+           "explore_error_vs_ratio", "medmnist3d_examples", "medmnist3d_reconstruction", "medmnist3d_scratch_vs_mae",
+           "medmnist3d_curves", "medmnist3d_mask_ratio"]
 PARAMS = {"max_steps": 2, "seeds": [0, 1]}
 
 
@@ -101,6 +106,32 @@ def test_reproduced_rows_hold_our_numbers(executed):
     assert t2.iloc[-1]["Source"] == "reference (this run)" and float(t2.iloc[-1]["mAUC"]) > 50   # logistic regression
     t1 = read_table(root / "tables" / "tiny" / "table1_btcv.csv")
     assert t1.iloc[-1]["Method"] == "intensity-only voxel classifier"
+
+
+def test_medmnist3d_tables_hold_our_rows_beside_the_published_ones(executed):
+    """Notebook 14 on the shipped AdrenalMNIST3D: MedMNIST v2's eight baselines, our two methods over the seeds, the
+    voxel logistic regression; one mask-ratio row per ratio, the validation's choice marked."""
+    root, _ = executed
+    table = read_table(root / "tables" / "tiny" / "medmnist3d_scratch_vs_mae.csv")
+    assert list(table["Source"]).count("paper") == 8 and "ResNet-18 (3D)" in set(table["Method"])
+    ours = table[table["Source"].str.startswith("ours")]
+    assert list(ours["Method"]) == ["ViT from scratch", "ViT, MAE self pre-trained"] and set(ours["seeds"]) == {"2"}
+    assert all("±" in cell for cell in ours["test AUC (%)"])
+    assert table.iloc[-1]["Source"] == "reference (this run)"
+    assert "transcribed, unverified" in (root / "tables" / "tiny" / "medmnist3d_scratch_vs_mae.md").read_text()
+    sweep = read_table(root / "tables" / "tiny" / "medmnist3d_mask_ratio.csv")
+    assert list(sweep["Mask ratio"]) == ["87.5%", "75%", "50%", "25%", "12.5%"]
+    assert sweep["note"].str.contains("chosen on validation").sum() == 1
+
+
+def test_medmnist3d_notebook_refuses_a_folder_without_npz(tmp_path, capsys):
+    """`-p data_dir=<folder without .npz>`: notebook 14 stops with FileNotFoundError naming the folder."""
+    empty = tmp_path / "no_npz_here"
+    empty.mkdir()
+    rc = reproduce("tiny", data_dir=empty, only=["14"], runs_dir=tmp_path / "runs", results_dir=tmp_path)
+    assert rc == 1 and "14_medmnist3d" in capsys.readouterr().err
+    executed = (tmp_path / "runs" / "notebooks" / "14_medmnist3d.ipynb").read_text()
+    assert "FileNotFoundError" in executed and str(empty) in executed and "no MedMNIST .npz" in executed
 
 
 def test_learning_check_written(executed):
