@@ -59,17 +59,21 @@ def _pixels(dataset, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pixel_logistic_regression(train, test, label_names: Sequence[str], size: int | None = None,
-                              c: float = 0.1) -> dict:
+                              c: float = 0.1, seed: int = 0) -> dict:
     """Logistic regression per label on pixels average-pooled to `size` x `size` (volumes: `size`^3 voxels;
     default 32 for images, 14 for volumes) (scikit-learn, L2, C=`c`).
 
     train, test: datasets of {"image": (1, H, W) or (1, D, H, W), "label": (L,)}; the training items are drawn once
-    through their pipeline (one random crop/flip each). Returns {"mAUC": mean AUC over the labels with both classes
+    through their pipeline (one random crop/flip each, the pipeline's random state set from `seed`, so the number
+    does not depend on what the dataset drew before). Returns {"mAUC": mean AUC over the labels with both classes
     present, "auc/<name>": ...} as `selfmae.eval.mean_auc` computes it.
     """
+    from monai.data.utils import set_rnd
     from sklearn.linear_model import LogisticRegression
 
     from selfmae.eval import mean_auc
+
+    set_rnd(train, seed)
 
     if size is None:
         size = 14 if torch.as_tensor(next(iter(_items(test)))["image"]).ndim == 4 else 32
