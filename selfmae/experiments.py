@@ -319,7 +319,8 @@ def finetune_study(experiment: str, profile: str, methods: Mapping[str, Mapping[
 
     Datasets are built once and shared (or given, when a caller runs several studies on the same data); on a
     multi-core CPU the runs go side by side (`selfmae.parallel`). A method whose overrides hold `skip` (a
-    reason) is not run. Returns method -> list of summaries (one per seed); runs land in out_dir/<method>/seed<N>.
+    reason) is not run; one whose overrides hold `seeds` (a list) runs those seeds instead of `seeds`. Returns
+    method -> list of summaries (one per seed); runs land in out_dir/<method>/seed<N>.
     """
     base = dict(overrides or {})
     if data_dir:
@@ -331,7 +332,7 @@ def finetune_study(experiment: str, profile: str, methods: Mapping[str, Mapping[
         if reason:
             print(f"{method}: skipped — {reason}")
             continue
-        for seed in seeds:
+        for seed in method_overrides.pop("seeds", seeds):
             runs.append((load_config(experiment, profile, {**base, **method_overrides, "train.seed": seed}),
                          Path(out_dir) / method / f"seed{seed}"))
             names.append((method, seed))

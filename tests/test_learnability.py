@@ -123,13 +123,7 @@ def test_unetr_overfits_one_phantom_volume(brats_volume, shuffle):
         assert dice >= 0.8, f"UNETR does not overfit one phantom volume: DSC {dice:.3f}"
 
 
-NNFORMER_NOT_YET = pytest.mark.xfail(strict=True, reason=(
-    "issue #12, not met yet: the tiny nnFormer reaches DSC 0.43 after 300 steps and 0.24 after 800 on one BraTS "
-    "phantom (UNETR: >= 0.8 in 150); strict, so this fails CI the day it passes and the mark must go"))
-
-
-@pytest.mark.parametrize("shuffle", [pytest.param(False, marks=NNFORMER_NOT_YET), True],
-                         ids=["labels", "shuffled-labels"])
+@pytest.mark.parametrize("shuffle", [False, True], ids=["labels", "shuffled-labels"])
 def test_nnformer_overfits_one_phantom_volume(brats_volume, shuffle):
     """The same for the tiny nnFormer (its tiny BTCV architecture and learning rate, built for 4 channels and
     3 regions). It learns more slowly than the UNETR (no full-resolution convolutions), hence more steps."""

@@ -2,10 +2,12 @@
 
 nnFormer is a 3D U-shaped transformer: a convolutional embedding turns the volume into a token grid, encoder
 stages of windowed self-attention (local windows, alternating with shifted windows so information crosses
-window borders; a window as large as the grid is global attention) are separated by strided-convolution
-down-sampling, and the decoder mirrors them with strided transposed convolutions.  Instead of concatenating the
-encoder skip, the first block of each decoder stage is *skip attention*: queries from the decoder, keys and values
-from the encoder feature of the same resolution.  A final transposed convolution expands tokens to voxels.
+window borders; a window as large as the grid is global attention) are separated by patch merging (GELU,
+LayerNorm, strided 3x3x3 convolution), and the decoder mirrors them with strided transposed convolutions.  Instead
+of concatenating the encoder skip, the first block of each decoder stage is *skip attention*: queries from the
+decoder, keys and values from the encoder feature of the same resolution, and - as in the official code - the skip
+is also added to the decoder's residual stream (without that sum the tiny model could not overfit one volume).
+A final LayerNorm and transposed convolution expand tokens to voxels.
 
 One attention module serves every block (local, shifted, skip): `torch.nn.functional.scaled_dot_product_attention`
 on windows, with the relative position bias and the shifted-window mask passed together as the additive mask.
@@ -169,6 +171,8 @@ class NnFormerBlock(nn.Module):
         out = window_reverse(self.attn(xq, xkv, self.shift_mask), self.window, (b, d, h, w))
         if any(self.shift):
             out = torch.roll(out, self.shift, dims=(1, 2, 3))
+        if context is not None:  # nnFormer's skip attention: the residual stream is x_up + skip
+            x = x + context
         x = x + self.drop_path(out)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
@@ -181,25 +185,36 @@ def _stage_blocks(dim: int, heads: int, depth: int, geometry: StageGeometry, dpr
 
 
 class ConvEmbedding(nn.Module):
-    """Strided 3x3x3 convolutions (stride <= 2 per axis each) from voxels to the first token grid.
+    """nnFormer's convolutional embedding, from voxels to the first token grid.
 
-    Small overlapping kernels instead of one patchifying convolution, as in nnFormer; e.g. patch (2, 4, 4) is
-    stride (2, 2, 2) then (1, 2, 2).  GELU + LayerNorm between the convolutions, LayerNorm on the output tokens.
-    (B, C_in, D, H, W) -> (B, D/pD, H/pH, W/pW, embed_dim).
+    Two `project` steps as in the official code, each a strided 3x3x3 convolution (stride <= 2 per axis) then a
+    3x3x3 convolution at that resolution, GELU + LayerNorm after each convolution except the last; LayerNorm on the
+    output tokens.  The strides split patch_size into steps of <= 2: patch (2, 4, 4) is (2, 2, 2) then (1, 2, 2),
+    patch 2 is 2 then 1 (more steps for a patch above 4).  With `double_conv=False`, one strided convolution per
+    step only (this repository's earlier, lighter stem).  (B, C_in, D, H, W) -> (B, D/pD, H/pH, W/pW, embed_dim).
     """
 
-    def __init__(self, in_channels: int, embed_dim: int, patch_size: Triple):
+    def __init__(self, in_channels: int, embed_dim: int, patch_size: Triple, double_conv: bool = True):
         super().__init__()
         if any(p & (p - 1) for p in patch_size):
             raise ValueError(f"patch_size {patch_size} must be powers of two (built from stride-2 convolutions)")
         strides, left = [], list(patch_size)
-        while any(p > 1 for p in left) or not strides:
+        while any(p > 1 for p in left) or len(strides) < (2 if double_conv else 1):
             strides.append(tuple(2 if p > 1 else 1 for p in left))
             left = [max(p // 2, 1) for p in left]
-        chans = [in_channels] + [embed_dim // 2] * (len(strides) - 1) + [embed_dim]
-        self.convs = nn.ModuleList(nn.Conv3d(chans[i], chans[i + 1], 3, stride=s, padding=1)
-                                   for i, s in enumerate(strides))
-        self.norms = nn.ModuleList(nn.LayerNorm(c) for c in chans[1:])
+        # official width embed_dim / 2 between the steps, but never fewer channels than the voxels the first strided
+        # convolution folds into one position (in_channels * prod(stride)), up to embed_dim: at paper width this is
+        # always embed_dim / 2; at tiny width (24) a 4-channel MRI would otherwise squeeze 32 values into 12
+        fold = in_channels * strides[0][0] * strides[0][1] * strides[0][2]
+        mid = max(embed_dim // 2, min(embed_dim, fold))
+        chans = [in_channels] + [mid] * (len(strides) - 1) + [embed_dim]
+        layers = []  # (conv, in, out, stride)
+        for i, st in enumerate(strides):
+            layers.append((chans[i], chans[i + 1], st))
+            if double_conv:
+                layers.append((chans[i + 1], chans[i + 1], (1, 1, 1)))
+        self.convs = nn.ModuleList(nn.Conv3d(ci, co, 3, stride=st, padding=1) for ci, co, st in layers)
+        self.norms = nn.ModuleList(nn.LayerNorm(co) for _, co, _ in layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
@@ -209,17 +224,23 @@ class ConvEmbedding(nn.Module):
 
 
 class Resample(nn.Module):
-    """LayerNorm then a 2x2x2 stride-2 convolution (down: C -> 2C) or transposed convolution (up: C -> C/2)."""
+    """Up: LayerNorm then a 2x2x2 stride-2 transposed convolution (C -> C/2), nnFormer's patch expanding.
+    Down: nnFormer's patch merging, GELU + LayerNorm then a 3x3x3 stride-2 convolution (C -> 2C); with
+    `merge_kernel=2`, LayerNorm then a 2x2x2 stride-2 convolution (this repository's earlier down-sampling)."""
 
-    def __init__(self, dim: int, up: bool):
+    def __init__(self, dim: int, up: bool, merge_kernel: int = 3):
         super().__init__()
         self.norm = nn.LayerNorm(dim)
-        conv = nn.ConvTranspose3d if up else nn.Conv3d
-        self.conv = conv(dim, dim // 2 if up else dim * 2, kernel_size=2, stride=2)
+        self.gelu = not up and merge_kernel == 3
+        if up:
+            self.conv = nn.ConvTranspose3d(dim, dim // 2, kernel_size=2, stride=2)
+        else:
+            self.conv = nn.Conv3d(dim, dim * 2, kernel_size=merge_kernel, stride=2,
+                                  padding=(merge_kernel - 1) // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D, H, W, C) -> (B, 2D, 2H, 2W, C/2) up, or (B, D/2, H/2, W/2, 2C) down."""
-        return _channels_last(self.conv(_channels_first(self.norm(x))))
+        return _channels_last(self.conv(_channels_first(self.norm(F.gelu(x) if self.gelu else x))))
 
 
 def _drop_path_rates(drop_path: float, depths: Sequence[int]) -> list[list[float]]:
@@ -237,7 +258,8 @@ class NnFormerEncoder(nn.Module):
 
     def __init__(self, in_channels: int, img_size: Sequence[int], patch_size: int | Sequence[int] = (2, 4, 4),
                  embed_dim: int = 96, depths: Sequence[int] = (2, 2, 2, 2), num_heads: Sequence[int] = (3, 6, 12, 24),
-                 window_sizes: Sequence = (4, 4, 8, 4), drop_path: float = 0.0):
+                 window_sizes: Sequence = (4, 4, 8, 4), drop_path: float = 0.0, embed_double_conv: bool = True,
+                 merge_kernel: int = 3):
         super().__init__()
         if not len(depths) == len(num_heads) >= 2:
             raise ValueError(f"depths {depths} and num_heads {num_heads} need the same length >= 2")
@@ -245,10 +267,10 @@ class NnFormerEncoder(nn.Module):
         self.geometry = stage_geometry(self.img_size, self.patch_size, window_sizes, len(depths))
         self.dims = [embed_dim * 2**s for s in range(len(depths))]
         dpr = _drop_path_rates(drop_path, depths)
-        self.embed = ConvEmbedding(in_channels, embed_dim, self.patch_size)
+        self.embed = ConvEmbedding(in_channels, embed_dim, self.patch_size, embed_double_conv)
         self.stages = nn.ModuleList(_stage_blocks(self.dims[s], num_heads[s], depths[s], self.geometry[s], dpr[s])
                                     for s in range(len(depths)))
-        self.downs = nn.ModuleList(Resample(d, up=False) for d in self.dims[:-1])
+        self.downs = nn.ModuleList(Resample(d, up=False, merge_kernel=merge_kernel) for d in self.dims[:-1])
         self.norms = nn.ModuleList(nn.LayerNorm(d) for d in self.dims)
         self.apply(_init_weights)
 
@@ -290,10 +312,11 @@ class NnFormer(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, img_size: Sequence[int],
                  patch_size: int | Sequence[int] = (2, 4, 4), embed_dim: int = 96, depths: Sequence[int] = (2, 2, 2, 2),
                  num_heads: Sequence[int] = (3, 6, 12, 24), window_sizes: Sequence = (4, 4, 8, 4),
-                 drop_path: float = 0.0, deep_supervision: bool = False):
+                 drop_path: float = 0.0, deep_supervision: bool = False, embed_double_conv: bool = True,
+                 merge_kernel: int = 3):
         super().__init__()
         self.encoder = NnFormerEncoder(in_channels, img_size, patch_size, embed_dim, depths, num_heads,
-                                       window_sizes, drop_path)
+                                       window_sizes, drop_path, embed_double_conv, merge_kernel)
         enc, dpr = self.encoder, _drop_path_rates(drop_path, depths)
         stages = range(len(depths) - 1)  # decoder stage s works on encoder grid s, finest first
         self.ups = nn.ModuleList(Resample(enc.dims[s + 1], up=True) for s in stages)
@@ -301,8 +324,10 @@ class NnFormer(nn.Module):
                                                    skip_first=True) for s in stages)
         self.deep_supervision = deep_supervision
         p = enc.patch_size
+        head_stages = stages if deep_supervision else [0]
+        self.head_norms = nn.ModuleList(nn.LayerNorm(enc.dims[s]) for s in head_stages)
         self.heads = nn.ModuleList(nn.ConvTranspose3d(enc.dims[s], out_channels, kernel_size=p, stride=p)
-                                   for s in (stages if deep_supervision else [0]))
+                                   for s in head_stages)
         self.apply(_init_weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
@@ -313,7 +338,7 @@ class NnFormer(nn.Module):
             for j, blk in enumerate(self.decoder[s]):
                 y = blk(y, feats[s] if j == 0 else None)
             if s < len(self.heads):
-                outs.append(self.heads[s](_channels_first(y)))
+                outs.append(self.heads[s](_channels_first(self.head_norms[s](y))))
         outs.reverse()
         return outs if self.deep_supervision and self.training else outs[0]
 
@@ -333,10 +358,10 @@ class NnFormerMAE(nn.Module):
     def __init__(self, in_channels: int, img_size: Sequence[int], patch_size: int | Sequence[int] = (2, 4, 4),
                  embed_dim: int = 96, depths: Sequence[int] = (2, 2, 2, 2), num_heads: Sequence[int] = (3, 6, 12, 24),
                  window_sizes: Sequence = (4, 4, 8, 4), drop_path: float = 0.0, mask_ratio: float = 0.75,
-                 norm_pix_loss: bool = True):
+                 norm_pix_loss: bool = True, embed_double_conv: bool = True, merge_kernel: int = 3):
         super().__init__()
         self.encoder = NnFormerEncoder(in_channels, img_size, patch_size, embed_dim, depths, num_heads,
-                                       window_sizes, drop_path)
+                                       window_sizes, drop_path, embed_double_conv, merge_kernel)
         self.mask_ratio, self.norm_pix_loss, self.in_channels = mask_ratio, norm_pix_loss, in_channels
         self.grid = self.encoder.geometry[-1].grid
         self.cell = tuple(i // g for i, g in zip(self.encoder.img_size, self.grid))
@@ -434,7 +459,9 @@ def build_nnformer(model_cfg: dict, data_cfg: dict) -> nn.Module:
     common = dict(in_channels=int(data_cfg["in_channels"]), img_size=tuple(data_cfg["roi_size"]),
                   patch_size=tuple(model_cfg["patch_size"]), embed_dim=int(model_cfg["embed_dim"]),
                   depths=tuple(model_cfg["depths"]), num_heads=tuple(model_cfg["num_heads"]),
-                  window_sizes=tuple(model_cfg["window_sizes"]), drop_path=float(model_cfg.get("drop_path", 0.0)))
+                  window_sizes=tuple(model_cfg["window_sizes"]), drop_path=float(model_cfg.get("drop_path", 0.0)),
+                  embed_double_conv=bool(model_cfg.get("embed_double_conv", True)),
+                  merge_kernel=int(model_cfg.get("merge_kernel", 3)))
     if model_cfg["name"] == "nnformer_mae":
         return NnFormerMAE(**common, mask_ratio=float(model_cfg.get("mask_ratio", 0.75)),
                            norm_pix_loss=bool(model_cfg.get("norm_pix_loss", True)))
