@@ -97,6 +97,20 @@ def test_reconstruct_volumes():
     assert (out["error"][visible] == 0).all()
 
 
+def test_reconstruct_never_shows_hidden_statistics():
+    """Changing what a hidden cell holds leaves its drawn reconstruction unchanged (the ViT MAE's rule: hidden cells
+    take the mean/std of their visible neighbours, `neighbour_stats`), while a visible cell shows its own content."""
+    mae = NnFormerMAE(1, **TINY)
+    x = _volume(1, 1)
+    mask = torch.zeros(1, mae.num_cells)
+    mask[0, 0] = 1
+    pred = torch.randn(1, mae.num_cells, mae.patchify(x).shape[-1])
+    hidden = mae._upsample(mask, mae.cell).unsqueeze(1).bool()
+    x2 = torch.where(hidden, 5 * x + 3, x)                 # other content, other mean/std, in the hidden cell only
+    torch.testing.assert_close(mae.reconstruct(x2, pred, mask)["recon"][hidden],
+                               mae.reconstruct(x, pred, mask)["recon"][hidden])
+
+
 def test_encoder_transfer_loads_every_key():
     mae, seg = NnFormerMAE(1, **TINY), NnFormer(1, 3, **TINY)
     report = transfer_encoder(mae, seg)

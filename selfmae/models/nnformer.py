@@ -31,6 +31,8 @@ from monai.networks.layers import DropPath
 from monai.networks.nets.swin_unetr import compute_mask, window_partition, window_reverse
 from torch import nn
 
+from .mae import neighbour_stats
+
 Triple = tuple[int, int, int]
 
 #: Recommended constructor kwargs. `paper` is nnFormer's Synapse setting (crop 64x128x128, patch 2x4x4, token grids
@@ -423,11 +425,16 @@ class NnFormerMAE(nn.Module):
     def reconstruct(self, x: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """Volumes shaped like x for figures: masked input, reconstruction, visible+reconstructed, |pasted - x|.
 
-        With norm_pix_loss the prediction is de-normalised with each cell's true mean/std (display only).
+        With norm_pix_loss the prediction is de-normalised as the ViT MAE does it (`mae.MAE.reconstruct`): a visible
+        cell with its own mean/std, a hidden one with those of the visible cells around it (`neighbour_stats`), so
+        nothing about a hidden cell leaks into the figure.  mask: (B, N) with 1 = hidden.
         """
         pred = pred.float()
         if self.norm_pix_loss:
             _, mean, std = self._target_stats(x)
+            hid = mask.bool().unsqueeze(-1)                                   # (B, N, 1)
+            mean = torch.where(hid, neighbour_stats(mean, ~hid, self.grid), mean)
+            std = torch.where(hid, neighbour_stats(std, ~hid, self.grid), std)
             pred = pred * std + mean
         recon = self.unpatchify(pred)
         hidden = self._upsample(mask.float(), self.cell).unsqueeze(1)
