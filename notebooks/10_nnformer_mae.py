@@ -75,11 +75,15 @@ table
 # Fine-tune from scratch and from the MAE encoder on 10, 25, 50 and 100 % of the labelled training cases (a seeded
 # subset; pre-training still saw every *unlabelled* training scan). If MAE helps most where labels are scarce, the
 # gap between the lines widens to the left. Every run of this sweep is scored once, at the end of training, so the
-# fractions are compared under one rule. At 100 % the runs of section 2 are exactly the runs this sweep would make
-# (same config, same seeds), so their last validated epoch is reused instead of training them again.
+# fractions are compared under one rule. Every fraction trains for the same number of optimiser steps: an epoch
+# over 10 % of the cases is a tenth as long, so its epochs are multiplied by 1 / fraction (nnU-Net and nnFormer
+# count training in fixed-size epochs of iterations for the same reason); otherwise the curve would measure
+# training length, not labels. At 100 % the runs of section 2 are exactly the runs this sweep would make (same
+# config, same seeds), so their last validated epoch is reused instead of training them again.
 
 # %%
-epochs = ctx.config("finetune_nnformer_btcv")["train"]["epochs"]
+train_cfg = ctx.config("finetune_nnformer_btcv")["train"]
+epochs = train_cfg["epochs"]
 # below 100 % the tiny profile runs the first seed only (the sweep would otherwise triple the notebook's time)
 sweep_seeds = seeds if profile == "paper" else seeds[:1]
 rows, by_fraction = [], {}
@@ -87,10 +91,12 @@ for fraction in label_fractions:
     if fraction == 1.0:
         runs = last_epoch_scores(study, ["nnformer_scratch", "nnformer_mae"], seeds)
     else:
+        same_steps = {"train.epochs": round(epochs / fraction), "train.val_every": round(epochs / fraction),
+                      "train.warmup_epochs": round(train_cfg["warmup_epochs"] / fraction)}
         runs = finetune_study("finetune_nnformer_btcv", profile, {"nnformer_scratch": {}, "nnformer_mae": mae},
                               sweep_seeds, study / f"labels{fraction:g}",
-                              overrides=ctx.run_overrides("finetune_nnformer_btcv", {"data.label_fraction": fraction,
-                                                                                     "train.val_every": epochs}))
+                              overrides=ctx.run_overrides("finetune_nnformer_btcv",
+                                                          {"data.label_fraction": fraction, **same_steps}))
     by_fraction[fraction] = runs
     rows += [{"labelled cases (%)": 100 * fraction, "init": "MAE" if m.endswith("mae") else "scratch",
               "DSC (%)": 100 * s["dice"]} for m, summaries in runs.items() for s in summaries]
