@@ -158,7 +158,7 @@ def test_explorer_slider_in_jupyterlab(tmp_path):
     reason = _missing()
     if reason:
         pytest.skip(reason)
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -188,7 +188,8 @@ def test_explorer_slider_in_jupyterlab(tmp_path):
             try:
                 d.find_element(By.CSS_SELECTOR, ".jp-NotebookPanel .jp-Cell").click()
                 return "Idle" in "".join(e.text for e in d.find_elements(By.CSS_SELECTOR, "#jp-main-statusbar"))
-            except StaleElementReferenceException:   # the notebook re-rendered under us: try again
+            except (StaleElementReferenceException,      # the notebook re-rendered under us: try again
+                    ElementClickInterceptedException):     # its loading spinner still covers the cells
                 return False
 
         WebDriverWait(driver, 120, poll_frequency=1).until(focused_and_idle)
