@@ -213,7 +213,8 @@ PLAN = [
     ("06", "finetune_btcv", 3 * 3), ("07", "finetune_brats", 2 * 3 * 3),   # 07: both ET conventions
     ("08", "pretrain_btcv", 4 + 4), ("08", "finetune_btcv", 3 * 5),        # 4 new ratios + 4x length; 12.5 % reused
     ("08", "pretrain_brats", 4 + 2 + 4), ("08", "finetune_brats", 3 * 6),  # 4 new ratios + 2x + 4x lengths
-    ("10", "pretrain_nnformer_btcv", 1), ("10", "finetune_nnformer_btcv", 3 * 2 * (1 + 0.1 + 0.25 + 0.5)),
+    # 10: the label fractions 0.1 / 0.25 / 0.5 train as many steps as the full set (epochs x 1/fraction)
+    ("10", "pretrain_nnformer_btcv", 1), ("10", "finetune_nnformer_btcv", 3 * 2 * (1 + 3)),
     ("10", "finetune_swinunetr_btcv", 3),
     ("12", "pretrain_medmnist", 1), ("12", "finetune_medmnist", 3 * 2),
     ("14", "pretrain_medmnist3d", 5), ("14", "finetune_medmnist3d", 3 * 2 + 3 * 4),   # 5 mask ratios, 1 reused
