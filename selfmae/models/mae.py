@@ -138,14 +138,21 @@ class MAE(nn.Module):
         so the figure shows anatomy at its local brightness and never leaks statistics of what was hidden.
         """
         _, mean, std = self.target(x)
-        hid = mask.bool().unsqueeze(-1)                                   # (B, N, 1)
-        mean = torch.where(hid, neighbour_stats(mean, ~hid, self.grid), mean)
-        std = torch.where(hid, neighbour_stats(std, ~hid, self.grid), std)
+        mean, std = display_stats(mean, std, mask, self.grid)
         recon = self.unpatchify(pred.float() * std + mean)
         hidden = self.unpatchify(mask.float().unsqueeze(-1).expand(-1, -1, pred.shape[-1]))
         x = x.float()
         pasted = torch.lerp(x, recon, hidden)
         return {"masked": x * (1 - hidden), "recon": recon, "pasted": pasted, "error": (pasted - x).abs()}
+
+
+def display_stats(mean: torch.Tensor, std: torch.Tensor, mask: torch.Tensor, grid: Sequence[int]
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean/std to de-normalise a norm-pix prediction with for display: a visible patch keeps its own, a hidden
+    one (mask 1) takes its visible neighbours' (`neighbour_stats`). mean, std: (B, N, 1); mask: (B, N)."""
+    hid = mask.bool().unsqueeze(-1)
+    return (torch.where(hid, neighbour_stats(mean, ~hid, grid), mean),
+            torch.where(hid, neighbour_stats(std, ~hid, grid), std))
 
 
 def neighbour_stats(stat: torch.Tensor, visible: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:

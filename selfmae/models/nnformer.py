@@ -31,7 +31,7 @@ from monai.networks.layers import DropPath
 from monai.networks.nets.swin_unetr import compute_mask, window_partition, window_reverse
 from torch import nn
 
-from .mae import neighbour_stats
+from .mae import display_stats
 
 Triple = tuple[int, int, int]
 
@@ -192,16 +192,15 @@ class ConvEmbedding(nn.Module):
     Two `project` steps as in the official code, each a strided 3x3x3 convolution (stride <= 2 per axis) then a
     3x3x3 convolution at that resolution, GELU + LayerNorm after each convolution except the last; LayerNorm on the
     output tokens.  The strides split patch_size into steps of <= 2: patch (2, 4, 4) is (2, 2, 2) then (1, 2, 2),
-    patch 2 is 2 then 1 (more steps for a patch above 4).  With `double_conv=False`, one strided convolution per
-    step only (this repository's earlier, lighter stem).  (B, C_in, D, H, W) -> (B, D/pD, H/pH, W/pW, embed_dim).
+    patch 2 is 2 then 1 (more steps for a patch above 4).  (B, C_in, D, H, W) -> (B, D/pD, H/pH, W/pW, embed_dim).
     """
 
-    def __init__(self, in_channels: int, embed_dim: int, patch_size: Triple, double_conv: bool = True):
+    def __init__(self, in_channels: int, embed_dim: int, patch_size: Triple):
         super().__init__()
         if any(p & (p - 1) for p in patch_size):
             raise ValueError(f"patch_size {patch_size} must be powers of two (built from stride-2 convolutions)")
         strides, left = [], list(patch_size)
-        while any(p > 1 for p in left) or len(strides) < (2 if double_conv else 1):
+        while any(p > 1 for p in left) or len(strides) < 2:
             strides.append(tuple(2 if p > 1 else 1 for p in left))
             left = [max(p // 2, 1) for p in left]
         # official width embed_dim / 2 between the steps, but never fewer channels than the voxels the first strided
@@ -210,11 +209,9 @@ class ConvEmbedding(nn.Module):
         fold = in_channels * strides[0][0] * strides[0][1] * strides[0][2]
         mid = max(embed_dim // 2, min(embed_dim, fold))
         chans = [in_channels] + [mid] * (len(strides) - 1) + [embed_dim]
-        layers = []  # (conv, in, out, stride)
+        layers = []  # (in, out, stride): each step's strided convolution, then one at its resolution
         for i, st in enumerate(strides):
-            layers.append((chans[i], chans[i + 1], st))
-            if double_conv:
-                layers.append((chans[i + 1], chans[i + 1], (1, 1, 1)))
+            layers += [(chans[i], chans[i + 1], st), (chans[i + 1], chans[i + 1], (1, 1, 1))]
         self.convs = nn.ModuleList(nn.Conv3d(ci, co, 3, stride=st, padding=1) for ci, co, st in layers)
         self.norms = nn.ModuleList(nn.LayerNorm(co) for _, co, _ in layers)
 
@@ -227,18 +224,16 @@ class ConvEmbedding(nn.Module):
 
 class Resample(nn.Module):
     """Up: LayerNorm then a 2x2x2 stride-2 transposed convolution (C -> C/2), nnFormer's patch expanding.
-    Down: nnFormer's patch merging, GELU + LayerNorm then a 3x3x3 stride-2 convolution (C -> 2C); with
-    `merge_kernel=2`, LayerNorm then a 2x2x2 stride-2 convolution (this repository's earlier down-sampling)."""
+    Down: nnFormer's patch merging, GELU + LayerNorm then a 3x3x3 stride-2 convolution (C -> 2C)."""
 
-    def __init__(self, dim: int, up: bool, merge_kernel: int = 3):
+    def __init__(self, dim: int, up: bool):
         super().__init__()
         self.norm = nn.LayerNorm(dim)
-        self.gelu = not up and merge_kernel == 3
+        self.gelu = not up
         if up:
             self.conv = nn.ConvTranspose3d(dim, dim // 2, kernel_size=2, stride=2)
         else:
-            self.conv = nn.Conv3d(dim, dim * 2, kernel_size=merge_kernel, stride=2,
-                                  padding=(merge_kernel - 1) // 2)
+            self.conv = nn.Conv3d(dim, dim * 2, kernel_size=3, stride=2, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D, H, W, C) -> (B, 2D, 2H, 2W, C/2) up, or (B, D/2, H/2, W/2, 2C) down."""
@@ -260,8 +255,7 @@ class NnFormerEncoder(nn.Module):
 
     def __init__(self, in_channels: int, img_size: Sequence[int], patch_size: int | Sequence[int] = (2, 4, 4),
                  embed_dim: int = 96, depths: Sequence[int] = (2, 2, 2, 2), num_heads: Sequence[int] = (3, 6, 12, 24),
-                 window_sizes: Sequence = (4, 4, 8, 4), drop_path: float = 0.0, embed_double_conv: bool = True,
-                 merge_kernel: int = 3):
+                 window_sizes: Sequence = (4, 4, 8, 4), drop_path: float = 0.0):
         super().__init__()
         if not len(depths) == len(num_heads) >= 2:
             raise ValueError(f"depths {depths} and num_heads {num_heads} need the same length >= 2")
@@ -269,10 +263,10 @@ class NnFormerEncoder(nn.Module):
         self.geometry = stage_geometry(self.img_size, self.patch_size, window_sizes, len(depths))
         self.dims = [embed_dim * 2**s for s in range(len(depths))]
         dpr = _drop_path_rates(drop_path, depths)
-        self.embed = ConvEmbedding(in_channels, embed_dim, self.patch_size, embed_double_conv)
+        self.embed = ConvEmbedding(in_channels, embed_dim, self.patch_size)
         self.stages = nn.ModuleList(_stage_blocks(self.dims[s], num_heads[s], depths[s], self.geometry[s], dpr[s])
                                     for s in range(len(depths)))
-        self.downs = nn.ModuleList(Resample(d, up=False, merge_kernel=merge_kernel) for d in self.dims[:-1])
+        self.downs = nn.ModuleList(Resample(d, up=False) for d in self.dims[:-1])
         self.norms = nn.ModuleList(nn.LayerNorm(d) for d in self.dims)
         self.apply(_init_weights)
 
@@ -314,11 +308,10 @@ class NnFormer(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, img_size: Sequence[int],
                  patch_size: int | Sequence[int] = (2, 4, 4), embed_dim: int = 96, depths: Sequence[int] = (2, 2, 2, 2),
                  num_heads: Sequence[int] = (3, 6, 12, 24), window_sizes: Sequence = (4, 4, 8, 4),
-                 drop_path: float = 0.0, deep_supervision: bool = False, embed_double_conv: bool = True,
-                 merge_kernel: int = 3):
+                 drop_path: float = 0.0, deep_supervision: bool = False):
         super().__init__()
         self.encoder = NnFormerEncoder(in_channels, img_size, patch_size, embed_dim, depths, num_heads,
-                                       window_sizes, drop_path, embed_double_conv, merge_kernel)
+                                       window_sizes, drop_path)
         enc, dpr = self.encoder, _drop_path_rates(drop_path, depths)
         stages = range(len(depths) - 1)  # decoder stage s works on encoder grid s, finest first
         self.ups = nn.ModuleList(Resample(enc.dims[s + 1], up=True) for s in stages)
@@ -360,10 +353,10 @@ class NnFormerMAE(nn.Module):
     def __init__(self, in_channels: int, img_size: Sequence[int], patch_size: int | Sequence[int] = (2, 4, 4),
                  embed_dim: int = 96, depths: Sequence[int] = (2, 2, 2, 2), num_heads: Sequence[int] = (3, 6, 12, 24),
                  window_sizes: Sequence = (4, 4, 8, 4), drop_path: float = 0.0, mask_ratio: float = 0.75,
-                 norm_pix_loss: bool = True, embed_double_conv: bool = True, merge_kernel: int = 3):
+                 norm_pix_loss: bool = True):
         super().__init__()
         self.encoder = NnFormerEncoder(in_channels, img_size, patch_size, embed_dim, depths, num_heads,
-                                       window_sizes, drop_path, embed_double_conv, merge_kernel)
+                                       window_sizes, drop_path)
         self.mask_ratio, self.norm_pix_loss, self.in_channels = mask_ratio, norm_pix_loss, in_channels
         self.grid = self.encoder.geometry[-1].grid
         self.cell = tuple(i // g for i, g in zip(self.encoder.img_size, self.grid))
@@ -426,15 +419,13 @@ class NnFormerMAE(nn.Module):
         """Volumes shaped like x for figures: masked input, reconstruction, visible+reconstructed, |pasted - x|.
 
         With norm_pix_loss the prediction is de-normalised as the ViT MAE does it (`mae.MAE.reconstruct`): a visible
-        cell with its own mean/std, a hidden one with those of the visible cells around it (`neighbour_stats`), so
+        cell with its own mean/std, a hidden one with those of the visible cells around it (`mae.display_stats`), so
         nothing about a hidden cell leaks into the figure.  mask: (B, N) with 1 = hidden.
         """
         pred = pred.float()
         if self.norm_pix_loss:
             _, mean, std = self._target_stats(x)
-            hid = mask.bool().unsqueeze(-1)                                   # (B, N, 1)
-            mean = torch.where(hid, neighbour_stats(mean, ~hid, self.grid), mean)
-            std = torch.where(hid, neighbour_stats(std, ~hid, self.grid), std)
+            mean, std = display_stats(mean, std, mask, self.grid)
             pred = pred * std + mean
         recon = self.unpatchify(pred)
         hidden = self._upsample(mask.float(), self.cell).unsqueeze(1)
@@ -466,9 +457,7 @@ def build_nnformer(model_cfg: dict, data_cfg: dict) -> nn.Module:
     common = dict(in_channels=int(data_cfg["in_channels"]), img_size=tuple(data_cfg["roi_size"]),
                   patch_size=tuple(model_cfg["patch_size"]), embed_dim=int(model_cfg["embed_dim"]),
                   depths=tuple(model_cfg["depths"]), num_heads=tuple(model_cfg["num_heads"]),
-                  window_sizes=tuple(model_cfg["window_sizes"]), drop_path=float(model_cfg.get("drop_path", 0.0)),
-                  embed_double_conv=bool(model_cfg.get("embed_double_conv", True)),
-                  merge_kernel=int(model_cfg.get("merge_kernel", 3)))
+                  window_sizes=tuple(model_cfg["window_sizes"]), drop_path=float(model_cfg.get("drop_path", 0.0)))
     if model_cfg["name"] == "nnformer_mae":
         return NnFormerMAE(**common, mask_ratio=float(model_cfg.get("mask_ratio", 0.75)),
                            norm_pix_loss=bool(model_cfg.get("norm_pix_loss", True)))
