@@ -10,7 +10,8 @@
 #    a note when absent: this project never downloads anything);
 # 4. **MAE** — the encoder self pre-trained in notebook 02.
 #
-# Each is run for every seed in `seeds` (the 4× row only for the first seed in the tiny profile); the table shows mean ± 95 % confidence interval beside the paper's number.
+# Each is run for every seed in `seeds` (the 4× row only for the first seed in the tiny profile); the table shows
+# mean ± 95 % confidence interval beside the paper's number.
 # The runs are independent, so on a multi-core CPU they train side by side, one process per core
 # (`selfmae.parallel`; set `SELFMAE_JOBS=1` to run them one after another); on a GPU they take turns.
 

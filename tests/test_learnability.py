@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from monai.data.utils import set_rnd
 
 from selfmae.config import load_config
 from selfmae.data import build_datasets, prepare_synthetic
@@ -46,7 +47,7 @@ def cxr14(tmp_path_factory):
     root = prepare_synthetic("cxr14", tmp_path_factory.mktemp("cxr14"), n_images=320)
     cfg = load_config("finetune_cxr14", "tiny", {"data.data_dir": str(root)})
     ds = build_datasets(dict(cfg["data"]), "classify")
-    ds["train"].transform.set_random_state(seed=0)   # the same crops and flips whatever ran before in the session
+    set_rnd(ds["train"], 0)   # the same crops and flips whatever ran before in the session (as baselines.py does)
     return cfg, _stack(ds["train"]), _stack(ds["test"])
 
 
