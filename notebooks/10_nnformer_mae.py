@@ -86,8 +86,6 @@ table
 # %%
 train_cfg = ctx.config("finetune_nnformer_btcv")["train"]
 epochs = train_cfg["epochs"]
-# below 100 % the tiny profile runs the first seed only (the sweep would otherwise triple the notebook's time)
-sweep_seeds = seeds if profile == "paper" else seeds[:1]
 rows, by_fraction = [], {}
 for fraction in label_fractions:
     if fraction == 1.0:
@@ -96,7 +94,7 @@ for fraction in label_fractions:
         same_steps = {"train.epochs": round(epochs / fraction), "train.val_every": round(epochs / fraction),
                       "train.warmup_epochs": round(train_cfg["warmup_epochs"] / fraction)}
         runs = finetune_study("finetune_nnformer_btcv", profile, {"nnformer_scratch": {}, "nnformer_mae": mae},
-                              sweep_seeds, study / f"labels{fraction:g}",
+                              seeds, study / f"labels{fraction:g}",
                               overrides=ctx.run_overrides("finetune_nnformer_btcv",
                                                           {"data.label_fraction": fraction, **same_steps}))
     by_fraction[fraction] = runs
