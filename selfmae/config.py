@@ -116,10 +116,14 @@ def load_config(experiment: str | Path, profile: str = "tiny",
 
 
 def config_hash(cfg: Mapping) -> str:
-    """Stable short hash of a resolved config (used to decide whether a finished step can be skipped)."""
+    """Stable short hash of a resolved config (used to decide whether a finished step can be skipped).
+
+    `config_file` (where the YAML was read from) is provenance, not a setting: the same experiment run from another
+    clone or folder hashes the same."""
     import hashlib
 
-    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    settings = {k: v for k, v in cfg.items() if k != "config_file"}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def save_run_record(cfg: Mapping, out_dir: str | Path, extra: Mapping | None = None) -> Path:

@@ -115,3 +115,14 @@ def test_run_record_holds_config_commit_versions_hardware(tmp_path: Path):
     record = json.loads((tmp_path / "run.json").read_text())
     assert record["seed"] == 7 and record["commit"] and record["hardware"]
     assert record["packages"]["torch"] and record["packages"]["monai"]
+
+
+def test_config_hash_ignores_where_the_yaml_was_read_from(tmp_path: Path):
+    """The same experiment run from another clone or worktree is the same run; a changed setting is not."""
+    from selfmae.config import config_hash
+
+    cfg = load_config("finetune_btcv", "tiny")
+    moved = dict(cfg, config_file=str(tmp_path / "elsewhere" / "finetune_btcv.yaml"))
+    assert config_hash(moved) == config_hash(cfg)
+    changed = dict(cfg, train=dict(cfg["train"], epochs=cfg["train"]["epochs"] + 1))
+    assert config_hash(changed) != config_hash(cfg)

@@ -270,6 +270,20 @@ def test_finished_run_is_skipped_and_force_archives(tmp_path):
     assert len(archived) == 1 and (archived[0] / "done.json").exists() and (archived[0] / "last.pt").exists()
 
 
+def test_a_finished_run_moved_to_another_folder_answers_with_its_own_files(tmp_path):
+    """done.json records the folder it was written in; after the runs folder moves (another clone, a worktree),
+    the skipped run must point at the checkpoints where they are now, not where they were."""
+    import shutil
+
+    cfg = base_cfg(epochs=1)
+    first = fit(make_mae(), MAETask(), mae_data(8, 0), mae_data(4, 1), cfg, tmp_path / "old")
+    shutil.move(tmp_path / "old", tmp_path / "new")
+    again = fit(make_mae(), MAETask(), mae_data(8, 0), mae_data(4, 1), cfg, tmp_path / "new")
+    assert again.skipped and again.history == first.history
+    assert again.out_dir == tmp_path / "new" and again.last_ckpt == tmp_path / "new" / "last.pt"
+    assert again.best_ckpt is not None and again.best_ckpt.parent == tmp_path / "new" and again.best_ckpt.exists()
+
+
 def _killed_run(out: Path, model: nn.Module, cfg: dict, run_config: dict | None = None) -> None:
     def kill(step: int) -> None:
         raise Kill

@@ -124,7 +124,12 @@ def _prepare_out_dir(out_dir: Path, config: dict, *, force: bool, resume: bool) 
             raise TrainConfigError(f"{out_dir} holds a finished run with different settings ({', '.join(diffs)}); "
                                    "use another out_dir or force=True to archive it and re-run")
         log.info("%s: finished run found, skipping (force=True re-runs)", out_dir)
-        return RunResult.from_json({**record["result"], "skipped": True})
+        stored = RunResult.from_json({**record["result"], "skipped": True})
+        # the record names the folder it was written in; a runs folder that was moved or copied (another clone,
+        # a worktree, a shared disk) still answers with its own files
+        stored.out_dir, stored.last_ckpt = out_dir, out_dir / stored.last_ckpt.name
+        stored.best_ckpt = out_dir / stored.best_ckpt.name if stored.best_ckpt else None
+        return stored
     if force and out_dir.is_dir():
         _archive(out_dir)
     elif not resume and (out_dir / "last.pt").exists():
