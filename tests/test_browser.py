@@ -1,11 +1,12 @@
 """The explorer in a real browser: JupyterLab + headless Chromium, a slider moved, the picture checked.
 
 Runs with `make test-browser` (or plain `make test`) when chromium, chromedriver and selenium are installed;
-otherwise it is skipped with the reason. Screenshots land in figures/explorer_before.png and
-figures/explorer_after.png so a person can check what a user sees.
+otherwise it is skipped with the reason. Screenshots land in figures/explorer_before.png,
+figures/explorer_after.png (2D) and figures/explorer_3d.png (a volume) so a person can check what a user sees.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -30,7 +31,7 @@ CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-br
 FIGURES = REPO_ROOT / "figures"
 NOTEBOOK_SOURCE = '''\
 from selfmae.explore import explorer_widget
-ui = explorer_widget("sample:pneumoniamnist", runs_dir={runs!r}, mask_ratio=0.75)
+ui = explorer_widget({source!r}, runs_dir={runs!r}, mask_ratio={mask_ratio!r})
 ui
 '''
 
@@ -53,12 +54,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _write_notebook(root: Path) -> Path:
+def _write_notebook(root: Path, source: str, mask_ratio: float) -> Path:
     import nbformat
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell("# Mask-ratio explorer (browser test)"),
-                nbformat.v4.new_code_cell(NOTEBOOK_SOURCE.format(runs=str(root / "runs")))]
+                nbformat.v4.new_code_cell(NOTEBOOK_SOURCE.format(source=source, runs=str(root / "runs"),
+                                                                          mask_ratio=mask_ratio))]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     path = root / "explorer.ipynb"
     nbformat.write(nb, str(path))
@@ -154,21 +156,22 @@ def _status(driver) -> str:
     return found[0].text if found else ""
 
 
-def test_explorer_slider_in_jupyterlab(tmp_path):
+@contextlib.contextmanager
+def _explorer_in_jupyterlab(tmp_path: Path, source: str, mask_ratio: float):
+    """JupyterLab serving a one-cell notebook that shows the explorer on `source`, opened in headless Chromium
+    and run: yields the driver once the explorer's status line says how many patches it hid."""
     reason = _missing()
     if reason:
         pytest.skip(reason)
     from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
-    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
 
     root = tmp_path / "lab"
     root.mkdir()
     (root / "runs").mkdir()
-    _write_notebook(root)
+    _write_notebook(root, source, mask_ratio)
     port, token = _free_port(), secrets.token_hex(16)
     base = f"http://127.0.0.1:{port}"
     proc = _start_lab(root, port, token)
@@ -194,36 +197,87 @@ def test_explorer_slider_in_jupyterlab(tmp_path):
 
         WebDriverWait(driver, 120, poll_frequency=1).until(focused_and_idle)
         _run_all_cells(driver, wait)
-        WebDriverWait(driver, 60).until(lambda d: re.search(r"\d+ of \d+ patches hidden", _status(d)))
-        before = _status(driver)
-        images_before = [img.get_attribute("src") for img in
-                         driver.find_elements(By.CSS_SELECTOR, ".selfmae-explorer img")]
-        assert len(images_before) == 5, images_before
-        n_patches = int(re.search(r"of (\d+) patches", before).group(1))
-        assert f"{round(0.75 * n_patches)} of {n_patches} patches hidden (75 %)" in before, before
+        WebDriverWait(driver, 90).until(lambda d: re.search(r"\d+ of \d+ patches hidden", _status(d)))
         explorer = driver.find_element(By.CSS_SELECTOR, ".selfmae-explorer")
         driver.execute_script("arguments[0].scrollIntoView({block: 'start'});", explorer)
         time.sleep(0.5)
-        driver.save_screenshot(str(FIGURES / "explorer_before.png"))
-
-        handle = driver.find_element(By.CSS_SELECTOR, ".selfmae-explorer .widget-slider .noUi-handle")
-        ActionChains(driver).click(handle).perform()
-        for _ in range(10):   # 10 steps of 5 % to the left: 75 % -> 25 %
-            handle.send_keys(Keys.ARROW_LEFT)
-            time.sleep(0.05)
-        WebDriverWait(driver, 30).until(lambda d: "(25 %)" in _status(d))
-        after = _status(driver)
-        assert f"{round(0.25 * n_patches)} of {n_patches} patches hidden (25 %)" in after, after
-        WebDriverWait(driver, 10).until(lambda d: [i.get_attribute("src") for i in
-                                                   d.find_elements(By.CSS_SELECTOR, ".selfmae-explorer img")]
-                                        != images_before)
-        mse_before = float(re.search(r"MSE ([0-9.]+)", before).group(1))
-        mse_after = float(re.search(r"MSE ([0-9.]+)", after).group(1))
-        assert mse_before != mse_after
+        yield driver
         assert not driver.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output[data-mime-type*='error']")
-        time.sleep(0.5)
-        driver.save_screenshot(str(FIGURES / "explorer_after.png"))
     finally:
         if driver is not None:
             driver.quit()
         _stop(proc)
+
+
+def _images(driver) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    return [img.get_attribute("src") for img in driver.find_elements(By.CSS_SELECTOR, ".selfmae-explorer img")]
+
+
+def _press(driver, slider_index: int, key: str, times: int) -> None:
+    """Focus the explorer's `slider_index`-th slider (0 mask ratio, 1 slice) and press `key` `times` times."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    handle = driver.find_elements(By.CSS_SELECTOR, ".selfmae-explorer .widget-slider .noUi-handle")[slider_index]
+    ActionChains(driver).click(handle).perform()
+    for _ in range(times):
+        handle.send_keys(key)
+        time.sleep(0.05)
+
+
+def test_explorer_slider_in_jupyterlab(tmp_path):
+    """2D: the mask-ratio slider moved from 75 % to 25 % redraws the panels with the new count and error."""
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with _explorer_in_jupyterlab(tmp_path, "sample:pneumoniamnist", 0.75) as driver:
+        before = _status(driver)
+        images_before = _images(driver)
+        assert len(images_before) == 5, images_before
+        n_patches = int(re.search(r"of (\d+) patches", before).group(1))
+        assert f"{round(0.75 * n_patches)} of {n_patches} patches hidden (75 %)" in before, before
+        driver.save_screenshot(str(FIGURES / "explorer_before.png"))
+
+        _press(driver, 0, Keys.ARROW_LEFT, 10)   # 10 steps of 5 % to the left: 75 % -> 25 %
+        WebDriverWait(driver, 30).until(lambda d: "(25 %)" in _status(d))
+        after = _status(driver)
+        assert f"{round(0.25 * n_patches)} of {n_patches} patches hidden (25 %)" in after, after
+        WebDriverWait(driver, 10).until(lambda d: _images(d) != images_before)
+        mse_before = float(re.search(r"MSE ([0-9.]+)", before).group(1))
+        mse_after = float(re.search(r"MSE ([0-9.]+)", after).group(1))
+        assert mse_before != mse_after
+        time.sleep(0.5)
+        driver.save_screenshot(str(FIGURES / "explorer_after.png"))
+
+
+def test_explorer_slice_slider_on_a_3d_volume(tmp_path):
+    """3D (the shipped AdrenalMNIST3D volume): the explorer opens on the middle slice; moving the slice slider
+    shows another slice of the same masked volume (same hidden-patch count, other pictures, no model re-run
+    needed), and the mask-ratio slider still works on the volume."""
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with _explorer_in_jupyterlab(tmp_path, "sample:adrenalmnist3d", 0.5) as driver:
+        before = _status(driver)
+        middle = re.search(r"slice (\d+) on axis (\d)", before)
+        assert middle, f"a volume's status names its slice: {before}"
+        images_before = _images(driver)
+        assert len(images_before) == 5, images_before
+        n_patches = int(re.search(r"of (\d+) patches", before).group(1))
+        assert f"{round(0.5 * n_patches)} of {n_patches} patches hidden (50 %)" in before, before
+
+        _press(driver, 1, Keys.ARROW_LEFT, 4)
+        target = f"slice {int(middle.group(1)) - 4} on axis {middle.group(2)}"
+        WebDriverWait(driver, 30).until(lambda d: target in _status(d))
+        assert f"{round(0.5 * n_patches)} of {n_patches} patches hidden (50 %)" in _status(driver)
+        WebDriverWait(driver, 10).until(lambda d: _images(d) != images_before)
+        time.sleep(0.5)
+        driver.save_screenshot(str(FIGURES / "explorer_3d.png"))
+
+        images_slice = _images(driver)
+        _press(driver, 0, Keys.ARROW_RIGHT, 5)   # 50 % -> 75 %
+        WebDriverWait(driver, 30).until(lambda d: "(75 %)" in _status(d))
+        assert target in _status(driver), "the slice stays where the student put it"
+        WebDriverWait(driver, 10).until(lambda d: _images(d) != images_slice)
