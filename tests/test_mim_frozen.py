@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from selfmae.models import MAE
-from selfmae.models.nnformer import NNFORMER_SIZES, NnFormerMAE
+from selfmae.models.nnformer import NNFORMER_SIZES
+from selfmae.models.nnformer_mae import NnFormerMAE
 from selfmae.models.vit import from_patches, to_patches
 
 # ---- frozen copy of the pre-core code ------------------------------------------------------------------------------
