@@ -2,14 +2,12 @@
 has to give the same masks, losses, gradients and figures as the code that trained them.
 
 Below is a frozen copy of both MAEs' masking, norm-pix targets, loss and `reconstruct` as they were before the
-shared core (`selfmae.models.mim`, commit 423183a). Each test runs the model and the frozen copy on the same model
-weights, input and seed and asks for equality to the bit (`torch.equal`) in fp32; the golden masks and losses were
-computed by that code (masks are exact on any machine; losses within 1e-6, since a CPU's vector width can move
-the last bits of a reduction - the bitwise check is the comparison with the frozen copy).
+shared core (`selfmae.models.mim`; the code of commit 423183a). Each test runs the model and the frozen copy on
+the same weights, input and seed and asks for equality to the bit (`torch.equal`) in fp32; the golden masks and
+losses were computed by that code (masks are exact on any machine; losses within 1e-6, since a CPU's vector width
+can move the last bits of a reduction - the bitwise check is the comparison with the frozen copy).
 """
 from __future__ import annotations
-
-import math
 
 import pytest
 import torch
