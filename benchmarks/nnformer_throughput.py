@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from monai.networks.nets import BasicUNet
 
 from selfmae.io import atomic_write_text
-from selfmae.models.nnformer import NNFORMER_SIZES, NnFormer, NnFormerMAE
+from selfmae.models.nnformer import NNFORMER_SIZES, NnFormer
+from selfmae.models.nnformer_mae import NnFormerMAE
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -39,12 +40,12 @@ REFERENCE = "MONAI BasicUNet (reference)"
 
 
 def _unet_reference(mae: NnFormerMAE, in_channels: int, size: dict) -> Callable[[torch.Tensor], torch.Tensor]:
-    """BasicUNet reconstructing the hidden cells chosen by `mae.random_masking` (loss on hidden voxels only)."""
+    """BasicUNet reconstructing the hidden cells chosen by `mae.draw_mask` (loss on hidden voxels only)."""
     features = tuple(f * size["embed_dim"] // 96 for f in (32, 32, 64, 128, 256, 32))
     unet = BasicUNet(3, in_channels, in_channels, features=features)
 
     def loss_fn(x: torch.Tensor) -> torch.Tensor:
-        mask = mae.random_masking(x.shape[0], mae.mask_ratio, x.device)
+        mask = mae.draw_mask(x.shape[0], mae.mask_ratio, x.device)
         hidden = mae._upsample(mask, mae.cell).unsqueeze(1).to(x.dtype)
         err = (unet(x * (1 - hidden)).float() - x.float()).pow(2) * hidden
         return err.sum() / (hidden.sum() * x.shape[1])

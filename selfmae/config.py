@@ -18,7 +18,6 @@ import yaml
 
 from selfmae.io import atomic_write_text
 
-PROFILES = ("tiny", "paper")
 SECTIONS = ("data", "model", "train", "eval")
 
 

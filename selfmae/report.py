@@ -6,7 +6,7 @@ The paper's numbers live only in `paper_results.yaml`. Ours come from run summar
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -172,10 +172,6 @@ def to_markdown(df: pd.DataFrame) -> str:
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a table CSV written by `write_table` (skips the caption/stamp comment lines)."""
     return pd.read_csv(path, comment="#")
-
-
-def stamp_dict(stamp: Stamp) -> dict:
-    return asdict(stamp)
 
 
 # ----- the papers' tables, laid out as printed, ours beside ---------------------------------------------------------

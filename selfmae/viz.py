@@ -1,7 +1,7 @@
 """Figures: seaborn styling, colour-blind-safe palettes, labelled axes; saved as PNG + PDF with a stamp.
 
 Each function takes arrays/tables (never models) so notebooks and tests can draw from cached results instantly.
-Images are (H, W) or (C, H, W); volumes are shown as one slice chosen by the caller (`middle_slice`).
+Images are (H, W) or (C, H, W); volumes are shown as one slice chosen by the caller.
 """
 from __future__ import annotations
 
@@ -40,14 +40,6 @@ def save_figure(fig: plt.Figure, name: str, out_dir: str | Path, stamp: object |
             fig.savefig(tmp, dpi=150 if ext == "png" else None, bbox_inches="tight", format=ext)
         paths[ext] = out_dir / f"{name}.{ext}"
     return paths
-
-
-def middle_slice(volume: np.ndarray, axis: int = -1, index: int | None = None) -> np.ndarray:
-    """(…, D1, D2, D3) -> (…, two remaining axes) at `index` (default: middle) along a spatial `axis`."""
-    volume = np.asarray(volume)
-    axis = axis % volume.ndim
-    index = volume.shape[axis] // 2 if index is None else index
-    return np.take(volume, index, axis=axis)
 
 
 def _show(ax: plt.Axes, image: np.ndarray, title: str | None = None, cmap: str = "gray", **kw) -> None:

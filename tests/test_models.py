@@ -92,6 +92,28 @@ def test_masking_keeps_expected_count_and_differs_across_samples():
     assert torch.equal(ids_restore.argsort(1)[:, :16], ids_keep)
 
 
+def test_both_masking_draws_hide_the_same_count_and_report_the_visible_patches():
+    """`mim.random_masking` serves both MAEs: hide the largest noise (ViT MAE) or the smallest (nnFormer MAE)."""
+    from selfmae.models.mim import num_hidden, random_masking as draw
+
+    for hide_lowest in (False, True):
+        torch.manual_seed(0)
+        ids_keep, ids_restore, mask = draw(4, 10, 0.75, "cpu", hide_lowest=hide_lowest)
+        assert ids_keep.shape == (4, 2) and torch.equal(mask.sum(1), torch.full((4,), 8.0))
+        assert torch.all(mask.gather(1, ids_keep) == 0)
+        torch.manual_seed(0)
+        noise = torch.rand(4, 10)
+        hidden_noise = torch.where(mask.bool(), noise, torch.nan)
+        visible_noise = torch.where(mask.bool(), torch.nan, noise)
+        if hide_lowest:
+            assert torch.all(hidden_noise.nan_to_num(-1).amax(1) < visible_noise.nan_to_num(2).amin(1))
+        else:
+            assert torch.all(hidden_noise.nan_to_num(2).amin(1) > visible_noise.nan_to_num(-1).amax(1))
+    assert (num_hidden(16, 0.99), num_hidden(16, 0.0), num_hidden(8, 0.125)) == (15, 0, 1)  # one stays visible
+    with pytest.raises(ValueError, match="mask_ratio"):
+        num_hidden(16, 1.0)
+
+
 def test_loss_ignores_visible_patches():
     mae = tiny_mae(2)
     x = image(2)

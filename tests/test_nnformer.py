@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from selfmae.models.nnformer import (NNFORMER_SIZES, NnFormer, NnFormerBlock, NnFormerMAE, stage_geometry,
-                                     transfer_encoder)
+from selfmae.models.nnformer import NNFORMER_SIZES, NnFormer, NnFormerBlock, stage_geometry
+from selfmae.models.nnformer_mae import NnFormerMAE
+from selfmae.models.transfer import PretrainedWeightsError, load_pretrained_encoder
 
 TINY = NNFORMER_SIZES["tiny"]
 PAPER = NNFORMER_SIZES["paper"]
@@ -53,14 +54,16 @@ def test_paper_size_on_meta_device():
 @pytest.mark.parametrize("ratio", [0.5, 0.75, 0.9])
 def test_masking_hides_exact_count_per_sample(ratio):
     mae = NnFormerMAE(1, **TINY)
-    mask = mae.random_masking(8, ratio, torch.device("cpu"))
+    mask = mae.draw_mask(8, ratio, torch.device("cpu"))
     assert mask.shape == (8, mae.num_cells)
     assert (mask.sum(1) == round(mae.num_cells * ratio)).all()
     assert len({tuple(m.tolist()) for m in mask}) > 1  # drawn per sample
     _, _, fwd_mask = mae(_volume(1, 1), mask_ratio=ratio)
     assert (fwd_mask.sum(1) == round(mae.num_cells * ratio)).all()
     with pytest.raises(ValueError, match="mask_ratio"):
-        mae.random_masking(1, 0.0, torch.device("cpu"))
+        mae.draw_mask(1, 1.0, torch.device("cpu"))
+    with pytest.raises(ValueError, match="mask_ratio"):
+        NnFormerMAE(1, **TINY, mask_ratio=-0.1)
 
 
 def test_hidden_voxels_do_not_reach_the_encoder():
@@ -111,16 +114,18 @@ def test_reconstruct_never_shows_hidden_statistics():
                                mae.reconstruct(x, pred, mask)["recon"][hidden])
 
 
-def test_encoder_transfer_loads_every_key():
+def test_encoder_transfer_loads_every_key(tmp_path):
+    """A pre-trained NnFormerMAE checkpoint initialises the segmenter's whole encoder (the path fine-tuning takes)."""
     mae, seg = NnFormerMAE(1, **TINY), NnFormer(1, 3, **TINY)
-    report = transfer_encoder(mae, seg)
-    keys = set(seg.encoder.state_dict())
-    assert not report.missing and not report.unexpected and set(report.loaded) == keys
+    torch.save({"model": mae.state_dict()}, tmp_path / "mae.pt")
+    report = load_pretrained_encoder(seg, tmp_path / "mae.pt")
+    assert set(report.loaded) == {f"encoder.{k}" for k in seg.encoder.state_dict()}
+    assert set(report.unexpected) == {"mask_token", "head.weight", "head.bias"}
     for k, v in mae.encoder.state_dict().items():
         assert torch.equal(seg.encoder.state_dict()[k], v), k
     deeper = NnFormer(1, 3, **{**TINY, "depths": (2, 3, 2)})
-    with pytest.raises(ValueError, match="missing"):
-        transfer_encoder(mae, deeper)
+    with pytest.raises(PretrainedWeightsError, match="missing"):
+        load_pretrained_encoder(deeper, tmp_path / "mae.pt")
 
 
 def test_bf16_autocast_training_step():

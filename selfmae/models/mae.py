@@ -1,5 +1,6 @@
 """Masked autoencoder (He et al. 2022) on our 2D/3D ViT, after facebookresearch/mae `models_mae.py`.
 
+Masking, norm-pix targets, the masked MSE and the figures' `reconstruct` are the shared core in `mim.py`.
 Shapes: x (B, C, *img); N = number of patches, K = N - round(N * mask_ratio) visible ones, P = prod(patch) * C.
 Why it is faster than MONAI's MaskedAutoEncoderViT: the random masking is an argsort of uniform noise on the
 input's device (MONAI draws torch.multinomial on the CPU), only the K visible patches are embedded and encoded,
@@ -11,29 +12,13 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from . import mim
+from .mim import random_masking
 from .vit import ViT, Block, from_patches, init_weights, sincos_pos_embed, to_patches
 
 __all__ = ["MAE", "random_masking"]
-
-
-def random_masking(batch: int, num_patches: int, mask_ratio: float, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-sample random masking by sorting uniform noise, all on `device`.
-
-    Returns ids_keep (B, K) int64 (visible patches, in random order), ids_restore (B, N) int64 (the inverse
-    permutation: position of each patch in [visible, hidden] order) and mask (B, N) float32, 1 = hidden.
-    """
-    if not 0.0 <= mask_ratio < 1.0:
-        raise ValueError(f"mask_ratio is the fraction of patches hidden and must be in [0, 1), got {mask_ratio}.")
-    keep = num_patches - int(round(num_patches * mask_ratio))
-    keep = max(keep, 1)
-    noise = torch.rand(batch, num_patches, device=device)
-    ids_shuffle = noise.argsort(dim=1)
-    ids_restore = ids_shuffle.argsort(dim=1)
-    mask = (ids_restore >= keep).float()
-    return ids_shuffle[:, :keep], ids_restore, mask
 
 
 class MAE(nn.Module):
@@ -65,11 +50,9 @@ class MAE(nn.Module):
         qkv_bias: bool = True,
     ) -> None:
         super().__init__()
-        if not 0.0 <= mask_ratio < 1.0:
-            raise ValueError(f"mask_ratio is the fraction of patches hidden and must be in [0, 1), got {mask_ratio}.")
         self.encoder = ViT(spatial_dims, in_channels, img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio,
                            qkv_bias=qkv_bias, pos_embed="sincos")
-        self.mask_ratio, self.norm_pix_loss = float(mask_ratio), bool(norm_pix_loss)
+        self.mask_ratio, self.norm_pix_loss = mim.check_ratio(mask_ratio), bool(norm_pix_loss)
         self.patch_size, self.grid = self.encoder.patch_size, self.encoder.grid
         self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
@@ -109,17 +92,11 @@ class MAE(nn.Module):
 
     def target(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Regression target (B, N, P) in fp32 and the per-patch mean/std (B, N, 1) it was normalised with."""
-        t = self.patchify(x.float())
-        if not self.norm_pix_loss:
-            return t, torch.zeros_like(t[..., :1]), torch.ones_like(t[..., :1])
-        var, mean = torch.var_mean(t, dim=-1, keepdim=True)
-        std = (var + 1e-6).sqrt()
-        return (t - mean) / std, mean, std
+        return mim.patch_targets(x, self.patch_size, self.norm_pix_loss)
 
     def loss(self, x: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean squared error over the hidden patches only, in fp32 whatever the autocast dtype."""
-        per_patch = (pred.float() - self.target(x)[0]).pow(2).mean(dim=-1)  # (B, N)
-        return (per_patch * mask).sum() / mask.sum().clamp_min(1.0)
+        return mim.masked_mse(pred, self.target(x)[0], mask)
 
     def forward(self, x: torch.Tensor, mask_ratio: float | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (B, C, *img) -> (loss (), pred (B, N, P), mask (B, N) with 1 = hidden)."""
@@ -127,55 +104,6 @@ class MAE(nn.Module):
         pred = self.forward_decoder(latent, ids_restore)
         return self.loss(x, pred, mask), pred, mask
 
-    @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Images for figures, each shaped like x (fp32).
-
-        masked: the input with hidden patches zeroed; recon: the prediction for every patch; pasted: visible input
-        + predicted hidden patches; error: |pasted - x| (zero on visible patches).
-        With norm_pix_loss the prediction is in per-patch normalised units. Visible patches are de-normalised with
-        their own mean/std; a hidden one with the mean/std of the visible patches around it (`neighbour_stats`),
-        so the figure shows anatomy at its local brightness and never leaks statistics of what was hidden.
-        """
-        _, mean, std = self.target(x)
-        mean, std = display_stats(mean, std, mask, self.grid)
-        recon = self.unpatchify(pred.float() * std + mean)
-        hidden = self.unpatchify(mask.float().unsqueeze(-1).expand(-1, -1, pred.shape[-1]))
-        x = x.float()
-        pasted = torch.lerp(x, recon, hidden)
-        return {"masked": x * (1 - hidden), "recon": recon, "pasted": pasted, "error": (pasted - x).abs()}
-
-
-def display_stats(mean: torch.Tensor, std: torch.Tensor, mask: torch.Tensor, grid: Sequence[int]
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The mean/std to de-normalise a norm-pix prediction with for display: a visible patch keeps its own, a hidden
-    one (mask 1) takes its visible neighbours' (`neighbour_stats`). mean, std: (B, N, 1); mask: (B, N)."""
-    hid = mask.bool().unsqueeze(-1)
-    return (torch.where(hid, neighbour_stats(mean, ~hid, grid), mean),
-            torch.where(hid, neighbour_stats(std, ~hid, grid), std))
-
-
-def neighbour_stats(stat: torch.Tensor, visible: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
-    """Per patch, the mean of `stat` over the VISIBLE patches in its 3x3(x3) neighbourhood on the patch grid,
-    widened to 5, 7, ... patches where none is visible, and the image's visible mean as the last resort.
-
-    stat, visible: (B, N, 1) with N = prod(grid) (visible: bool); returns (B, N, 1) fp32. Used to draw a hidden
-    patch's normalised prediction at the brightness of what surrounds it (MAE's norm-pix targets carry no
-    mean/std of their own).
-    """
-    b = stat.shape[0]
-    pool = F.avg_pool3d if len(grid) == 3 else F.avg_pool2d
-    w = visible.float().reshape(b, 1, *grid)
-    v = stat.float().reshape(b, 1, *grid) * w
-    out = (v.flatten(1).sum(1) / w.flatten(1).sum(1).clamp_min(1.0)).reshape(b, *([1] * (len(grid) + 1)))
-    out = out.expand_as(v).clone()
-    found = torch.zeros_like(w, dtype=torch.bool)
-    for k in range(3, 2 * max(grid) + 2, 2):
-        pad = [k // 2] * (2 * len(grid))   # zero padding done here: pooling refuses a kernel wider than the grid
-        num, den = pool(F.pad(v, pad), k, 1), pool(F.pad(w, pad), k, 1)
-        new = (den > 0) & ~found
-        out = torch.where(new, num / den.clamp_min(1e-12), out)
-        found |= new
-        if bool(found.all()):
-            break
-    return out.reshape(b, -1, 1)
+        """Images for figures shaped like x: masked, recon, pasted, error (`mim.reconstruct`)."""
+        return mim.reconstruct(x, pred, mask, self.patch_size, self.grid, self.norm_pix_loss)

@@ -12,10 +12,7 @@ A final LayerNorm and transposed convolution expand tokens to voxels.
 One attention module serves every block (local, shifted, skip): `torch.nn.functional.scaled_dot_product_attention`
 on windows, with the relative position bias and the shifted-window mask passed together as the additive mask.
 
-`NnFormerMAE` pre-trains the same `NnFormerEncoder` (the MAE-nnFormer paper): a hierarchical encoder cannot drop
-tokens, so hidden regions are chosen on the coarsest (bottleneck) grid, their voxels are zeroed and their
-embeddings replaced by a learnable mask token, and a linear head on the bottleneck predicts each hidden cell's
-voxels.  `transfer_encoder` copies those weights into an `NnFormer` segmenter, reporting every key.
+`NnFormerEncoder` is also what `nnformer_mae.NnFormerMAE` pre-trains (same class, same parameter names).
 
 Tensors are channels-last inside the transformer: (B, D, H, W, C).
 """
@@ -30,8 +27,6 @@ from monai.networks.blocks import MLPBlock
 from monai.networks.layers import DropPath
 from monai.networks.nets.swin_unetr import compute_mask, window_partition, window_reverse
 from torch import nn
-
-from .mae import display_stats
 
 Triple = tuple[int, int, int]
 
@@ -338,127 +333,18 @@ class NnFormer(nn.Module):
         return outs if self.deep_supervision and self.training else outs[0]
 
 
-class NnFormerMAE(nn.Module):
-    """Masked autoencoder for the hierarchical nnFormer encoder (SimMIM-style, since windows need a full grid).
-
-    Cells of the bottleneck grid (cell = patch_size * 2**(stages-1) voxels per axis, N = prod(grid_last) cells)
-    are hidden at random: their voxels are zeroed (so the overlapping embedding convolutions see none of them)
-    and their embeddings replaced by a learnable `mask_token`; a linear head on the bottleneck feature of each
-    cell predicts its prod(cell) * C_in voxels.  Loss: MSE on hidden cells only, targets normalised per cell
-    (`norm_pix_loss`).
-
-    forward(x, mask_ratio=None) -> (loss, pred (B, N, prod(cell)*C_in), mask (B, N) 1 = hidden), like the ViT MAE.
-    """
-
-    def __init__(self, in_channels: int, img_size: Sequence[int], patch_size: int | Sequence[int] = (2, 4, 4),
-                 embed_dim: int = 96, depths: Sequence[int] = (2, 2, 2, 2), num_heads: Sequence[int] = (3, 6, 12, 24),
-                 window_sizes: Sequence = (4, 4, 8, 4), drop_path: float = 0.0, mask_ratio: float = 0.75,
-                 norm_pix_loss: bool = True):
-        super().__init__()
-        self.encoder = NnFormerEncoder(in_channels, img_size, patch_size, embed_dim, depths, num_heads,
-                                       window_sizes, drop_path)
-        self.mask_ratio, self.norm_pix_loss, self.in_channels = mask_ratio, norm_pix_loss, in_channels
-        self.grid = self.encoder.geometry[-1].grid
-        self.cell = tuple(i // g for i, g in zip(self.encoder.img_size, self.grid))
-        self.num_cells = self.grid[0] * self.grid[1] * self.grid[2]
-        self.mask_token = nn.Parameter(torch.zeros(embed_dim))
-        nn.init.trunc_normal_(self.mask_token, std=0.02)
-        self.head = nn.Linear(self.encoder.dims[-1], self.cell[0] * self.cell[1] * self.cell[2] * in_channels)
-        _init_weights(self.head)
-
-    def random_masking(self, batch: int, mask_ratio: float, device: torch.device) -> torch.Tensor:
-        """(B, N) float mask, exactly round(N * mask_ratio) ones per sample, drawn on `device` by argsort of noise."""
-        n_hide = round(self.num_cells * mask_ratio)
-        if not 0 < n_hide < self.num_cells:
-            raise ValueError(f"mask_ratio {mask_ratio} hides {n_hide} of {self.num_cells} cells; need 1..N-1")
-        order = torch.argsort(torch.rand(batch, self.num_cells, device=device), dim=1)
-        mask = torch.zeros(batch, self.num_cells, device=device)
-        return mask.scatter_(1, order[:, :n_hide], 1.0)
-
-    def _upsample(self, mask: torch.Tensor, factor: Sequence[int]) -> torch.Tensor:
-        """(B, N) cell mask -> (B, *grid * factor) volume."""
-        m = mask.view(-1, *self.grid)
-        for ax, f in enumerate(factor, start=1):
-            m = m.repeat_interleave(f, dim=ax)
-        return m
-
-    def patchify(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, D, H, W) -> (B, N, prod(cell) * C), cells in row-major grid order (the bottleneck's token order)."""
-        (gd, gh, gw), (cd, ch, cw) = self.grid, self.cell
-        x = x.reshape(x.shape[0], x.shape[1], gd, cd, gh, ch, gw, cw)
-        return x.permute(0, 2, 4, 6, 3, 5, 7, 1).reshape(x.shape[0], self.num_cells, -1)
-
-    def unpatchify(self, p: torch.Tensor) -> torch.Tensor:
-        """(B, N, prod(cell) * C) -> (B, C, D, H, W); inverse of `patchify`."""
-        (gd, gh, gw), (cd, ch, cw) = self.grid, self.cell
-        x = p.reshape(p.shape[0], gd, gh, gw, cd, ch, cw, self.in_channels)
-        return x.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(p.shape[0], self.in_channels, *self.encoder.img_size)
-
-    def _target_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        target = self.patchify(x.float())
-        mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
-        return target, mean, (var + 1e-6).sqrt()
-
-    def forward(self, x: torch.Tensor, mask_ratio: float | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        ratio = self.mask_ratio if mask_ratio is None else mask_ratio
-        mask = self.random_masking(x.shape[0], ratio, x.device)
-        hidden = self._upsample(mask, self.cell).unsqueeze(1).to(x.dtype)
-        token_factor = tuple(c // p for c, p in zip(self.cell, self.encoder.patch_size))
-        feats = self.encoder(x * (1 - hidden), self._upsample(mask, token_factor), self.mask_token)
-        pred = self.head(feats[-1]).reshape(x.shape[0], self.num_cells, -1)
-        target, mean, std = self._target_stats(x)
-        if self.norm_pix_loss:
-            target = (target - mean) / std
-        per_cell = (pred.float() - target).pow(2).mean(-1)
-        loss = (per_cell * mask).sum() / mask.sum()
-        return loss, pred, mask
-
-    @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Volumes shaped like x for figures: masked input, reconstruction, visible+reconstructed, |pasted - x|.
-
-        With norm_pix_loss the prediction is de-normalised as the ViT MAE does it (`mae.MAE.reconstruct`): a visible
-        cell with its own mean/std, a hidden one with those of the visible cells around it (`mae.display_stats`), so
-        nothing about a hidden cell leaks into the figure.  mask: (B, N) with 1 = hidden.
-        """
-        pred = pred.float()
-        if self.norm_pix_loss:
-            _, mean, std = self._target_stats(x)
-            mean, std = display_stats(mean, std, mask, self.grid)
-            pred = pred * std + mean
-        recon = self.unpatchify(pred)
-        hidden = self._upsample(mask.float(), self.cell).unsqueeze(1)
-        x = x.float()
-        masked = x * (1 - hidden)
-        pasted = masked + recon * hidden
-        return dict(masked=masked, recon=recon, pasted=pasted, error=(pasted - x).abs())
-
-
-class EncoderTransfer(NamedTuple):
-    missing: list[str]
-    unexpected: list[str]
-    loaded: list[str]
-
-
-def transfer_encoder(mae: NnFormerMAE, segmenter: NnFormer, strict: bool = True) -> EncoderTransfer:
-    """Copy `mae.encoder` weights into `segmenter.encoder`; with `strict`, raise unless every key matched."""
-    state = mae.encoder.state_dict()
-    result = segmenter.encoder.load_state_dict(state, strict=False)
-    report = EncoderTransfer(list(result.missing_keys), list(result.unexpected_keys),
-                             [k for k in state if k not in result.unexpected_keys])
-    if strict and (report.missing or report.unexpected):
-        raise ValueError(f"encoder transfer mismatch: missing {report.missing}, unexpected {report.unexpected}")
-    return report
-
-
 def build_nnformer(model_cfg: dict, data_cfg: dict) -> nn.Module:
-    """nnFormer (name "nnformer") or its MAE ("nnformer_mae") from the config sections; input size = data roi_size."""
+    """nnFormer (name "nnformer") or its MAE ("nnformer_mae") from the config sections; input size = data roi_size.
+
+    The MAE lives in `nnformer_mae.py`, which builds on this module; it is imported here on call.
+    """
     common = dict(in_channels=int(data_cfg["in_channels"]), img_size=tuple(data_cfg["roi_size"]),
                   patch_size=tuple(model_cfg["patch_size"]), embed_dim=int(model_cfg["embed_dim"]),
                   depths=tuple(model_cfg["depths"]), num_heads=tuple(model_cfg["num_heads"]),
                   window_sizes=tuple(model_cfg["window_sizes"]), drop_path=float(model_cfg.get("drop_path", 0.0)))
     if model_cfg["name"] == "nnformer_mae":
+        from .nnformer_mae import NnFormerMAE
+
         return NnFormerMAE(**common, mask_ratio=float(model_cfg.get("mask_ratio", 0.75)),
                            norm_pix_loss=bool(model_cfg.get("norm_pix_loss", True)))
     return NnFormer(**common, out_channels=int(model_cfg["out_channels"]),

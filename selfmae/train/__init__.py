@@ -8,14 +8,14 @@ from .device import cpu_has_native_bf16, resolve_device, resolve_precision
 from .distributed import DistInfo, env_dist_info
 from .engine import RunResult, fit
 from .errors import CheckpointError, OutputDirError, TrainConfigError
-from .schedule import WarmupCosine, build_optimizer, build_scheduler, param_groups, simple_param_groups
+from .schedule import WarmupCosine, build_optimizer, build_scheduler, simple_param_groups
 from .settings import TRAIN_DEFAULTS, incompatible_keys, resolve_train_cfg
 from .tasks import ClassificationTask, MAETask, SegmentationTask, Task
 
 __all__ = [
     "fit", "RunResult", "Task", "MAETask", "ClassificationTask", "SegmentationTask",
     "TRAIN_DEFAULTS", "resolve_train_cfg", "incompatible_keys",
-    "build_optimizer", "build_scheduler", "param_groups", "simple_param_groups", "WarmupCosine",
+    "build_optimizer", "build_scheduler", "simple_param_groups", "WarmupCosine",
     "load_checkpoint", "load_model_weights", "check_state_fits", "capture_rng", "restore_rng",
     "resolve_device", "resolve_precision", "cpu_has_native_bf16", "DistInfo", "env_dist_info",
     "TrainConfigError", "CheckpointError", "OutputDirError",

@@ -3,7 +3,8 @@
 Layout (a plain dict, loadable with torch.load(weights_only=True)):
     format        "selfmae-ckpt-1"
     model         state_dict of the bare model (never the DDP wrapper, so keys have no "module." prefix)
-    optimizer     AdamW state_dict;  scheduler: LambdaLR state_dict;  scaler: None (no fp16 GradScaler)
+    optimizer     AdamW state_dict;  scheduler: LambdaLR state_dict (no fp16 GradScaler state: fp16 is not offered;
+                  checkpoints written before held "scaler": None, which resuming ignores)
     rng           one entry per process (rank order): {"python", "numpy", "torch", "cuda"} (numpy's as a tensor)
     epoch         the epoch in progress (0-based); batch_in_epoch: micro-batches of it already consumed
                   (0 = the epoch has not started, i.e. the previous one finished and was validated)

@@ -2,7 +2,7 @@
 
 bf16 autocast is used on CUDA and on CPUs with native bf16 (AVX512-BF16 or AMX); elsewhere CPU bf16 is emulated
 and slower than fp32, so the engine falls back to fp32 and logs why. fp32 runs no autocast at all, which the
-bitwise-determinism tests rely on. fp16 (GradScaler) is not offered: checkpoints store `scaler: None`.
+bitwise-determinism tests rely on. fp16 (GradScaler) is not offered, so checkpoints hold no scaler state.
 """
 from __future__ import annotations
 

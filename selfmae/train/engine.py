@@ -274,7 +274,7 @@ def _train(model: nn.Module, task: Task, train_ds: Dataset, val_ds: Dataset | No
         per_rank = D.gather_objects((capture_rng(), dict(prog.epoch_acc)), info)
         if info.is_main:
             save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "scheduler": scheduler.state_dict(), "scaler": None,
+                             "scheduler": scheduler.state_dict(),
                              "rng": [r for r, _ in per_rank], "epoch_acc": [a for _, a in per_rank],
                              "epoch": prog.epoch, "batch_in_epoch": prog.batch_in_epoch,
                              "step": prog.step, "config": config,

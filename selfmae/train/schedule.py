@@ -2,19 +2,17 @@
 
 The schedule is a `LambdaLR` whose lambda is a small callable object, so `scheduler.state_dict()` captures it and a
 resumed run continues the same curve. Parameter groups come from `selfmae.models.layer_decay.param_groups` when
-`train.layer_decay` is set (imported lazily: the engine does not depend on the models package); otherwise a
-decay/no-decay split: no weight decay on 1-D tensors (norms, biases) or pos_embed/cls_token/mask_token.
+`train.layer_decay` is set (imported on call: the engine does not depend on the models package); otherwise
+`simple_param_groups`, a decay/no-decay split: no weight decay on 1-D tensors (norms, biases) or
+pos_embed/cls_token/mask_token.
 """
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any, Mapping
 
 import torch
 from torch import nn
-
-log = logging.getLogger("selfmae.train")
 
 NO_DECAY_NAMES = ("pos_embed", "cls_token", "mask_token")
 
@@ -50,29 +48,22 @@ def simple_param_groups(model: nn.Module, weight_decay: float) -> list[dict[str,
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def param_groups(model: nn.Module, weight_decay: float, layer_decay: float | None) -> list[dict[str, Any]]:
-    """Layer-decay groups from selfmae.models when asked for and available, else `simple_param_groups`."""
-    if layer_decay is not None:
-        try:
-            from selfmae.models.layer_decay import param_groups as ld_groups
-        except ImportError as err:
-            log.warning("train.layer_decay = %s but selfmae.models.layer_decay is unavailable (%s); "
-                        "using no layer decay", layer_decay, err)
-        else:
-            return ld_groups(model, weight_decay, layer_decay)
-    return simple_param_groups(model, weight_decay)
-
-
 def build_optimizer(model: nn.Module, train_cfg: Mapping[str, Any]) -> torch.optim.AdamW:
-    """AdamW over `param_groups`; a group's lr is lr x its `lr_scale` (layer decay) unless it sets `lr` itself."""
-    lr = float(train_cfg["lr"])
-    groups = param_groups(model, float(train_cfg["weight_decay"]), train_cfg.get("layer_decay"))
+    """AdamW over `selfmae.models.layer_decay.param_groups` with `train.layer_decay`, else `simple_param_groups`;
+    a group's lr is lr x its `lr_scale` (layer decay) unless it sets `lr` itself."""
+    lr, weight_decay = float(train_cfg["lr"]), float(train_cfg["weight_decay"])
+    layer_decay = train_cfg.get("layer_decay")
+    if layer_decay is None:
+        groups = simple_param_groups(model, weight_decay)
+    else:
+        from selfmae.models.layer_decay import param_groups
+
+        groups = param_groups(model, weight_decay, layer_decay)
     groups = [{**g, "params": list(g["params"])} for g in groups]
     groups = [g for g in groups if g["params"]]
     for g in groups:
         g.setdefault("lr", lr * float(g.get("lr_scale", 1.0)))
-    return torch.optim.AdamW(groups, lr=lr, betas=tuple(train_cfg["betas"]),
-                             weight_decay=float(train_cfg["weight_decay"]))
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(train_cfg["betas"]), weight_decay=weight_decay)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int
