@@ -112,11 +112,14 @@ def resolve_source(source: str | Path, profile: str = "tiny") -> Path:
         from selfmae.config import load_config
         from selfmae.experiments import resolve_data_dir
 
+        from selfmae.data.registry import REGISTRY
+
         dataset = text.split(":", 1)[1]
-        if dataset not in ("cxr14", "btcv"):
-            raise ExplorerError(f"unknown phantom {dataset!r}; known: cxr14, btcv")
+        known = [name for name, spec in REGISTRY.items() if spec.synthetic and spec.image_folder]
+        if dataset not in known:
+            raise ExplorerError(f"unknown phantom {dataset!r}; known: {', '.join(known)}")
         root = resolve_data_dir(load_config(f"pretrain_{dataset}", profile, {"data.data_dir": None}))
-        return root / "images" if dataset == "cxr14" else root / "RawData" / "Training" / "img"
+        return root / REGISTRY[dataset].image_folder
     return Path(text).expanduser()
 
 
@@ -218,9 +221,10 @@ def normalise(image: LoadedImage, data_cfg: Mapping) -> np.ndarray:
 
 
 def model_input_size(data_cfg: Mapping) -> list[int]:
-    if int(data_cfg["spatial_dims"]) == 3:
-        return [int(r) for r in data_cfg["roi_size"]]
-    return [int(data_cfg["crop"])] * 2
+    """The network's input size (`selfmae.data.registry.input_size`)."""
+    from selfmae.data.registry import input_size
+
+    return list(input_size(data_cfg))
 
 
 def prepare_input(image: LoadedImage, data_cfg: Mapping) -> torch.Tensor:

@@ -52,6 +52,9 @@ class DatasetSpec:
     segmentation_kind: str | None = None   # "btcv": softmax over class ids; "brats": sigmoid regions
     regions = False                         # label channels are overlapping regions (sigmoid), not class ids
     synthetic = True                        # data_dir null means phantoms written by `prepare_synthetic`
+    release_folder = ""                     # the folder the real release unpacks to (notebooks' data_dir/<it>)
+    image_folder = ""                       # where its images lie under the root, for the explorer's phantoms
+    train_size: int | None = None           # training items per epoch of the real dataset (`make plan`)
 
     def read(self, data_cfg: Mapping, task: str) -> dict[str, list[dict]]:
         raise NotImplementedError
@@ -86,6 +89,10 @@ class DatasetSpec:
         """The data used when data.data_dir is null: a shipped sample, or None for synthetic phantoms."""
         return None
 
+    def train_items(self, data_cfg: Mapping) -> int | None:
+        """Training items per epoch of the real data this section reads (None: not known in advance)."""
+        return self.train_size
+
     def check_summary(self, data_dir: str | os.PathLike) -> list[str]:
         """Lines `check-data` prints about a folder that passed its check (what it was read as)."""
         return []
@@ -101,6 +108,7 @@ class DatasetSpec:
 
 class CXR14(DatasetSpec):
     name, tasks = "cxr14", ("classify",)
+    release_folder, image_folder, train_size = "ChestX-ray14", "images", 77_871
 
     def read(self, data_cfg, task):
         from .cxr14 import read_cxr14
@@ -126,6 +134,7 @@ def _without_labels(splits: Mapping[str, list[dict]]) -> dict[str, list[dict]]:
 
 class BTCV(DatasetSpec):
     name, tasks, segmentation_kind = "btcv", ("segment",), "btcv"
+    release_folder, image_folder, train_size = "BTCV", "RawData/Training/img", 18
 
     def read(self, data_cfg, task):
         from .btcv import read_btcv
@@ -152,6 +161,7 @@ class BTCV(DatasetSpec):
 
 class BraTS(DatasetSpec):
     name, tasks, segmentation_kind, regions = "brats", ("segment",), "brats", True
+    release_folder, train_size = "Task01_BrainTumour", 387
 
     def read(self, data_cfg, task):
         from .brats import read_brats
@@ -186,6 +196,10 @@ class MedMNIST(DatasetSpec):
     """A MedMNIST .npz file, 2D or 3D (the file decides; `data.spatial_dims` must agree)."""
 
     name, tasks, synthetic = "medmnist", ("classify",), False
+    train_size = 4_708   # the shipped PneumoniaMNIST subset; volumes: `train_items`
+
+    def train_items(self, data_cfg):
+        return 1_188 if int(data_cfg.get("spatial_dims", 2)) == 3 else self.train_size   # AdrenalMNIST3D
 
     def read(self, data_cfg, task):
         from .medmnist import medmnist_file, read_medmnist
