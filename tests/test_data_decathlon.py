@@ -46,6 +46,21 @@ def test_both_forms_read_channels_labels_and_intensity_recipe(folders):
         assert check_data("decathlon", path, "segment") == []
 
 
+def test_check_data_on_the_cli_says_what_it_read(folders, capsys):
+    assert main(["check-data", "--dataset", "decathlon", "--data-dir", str(folders / "Dataset092_MRI"),
+                 "--task", "segment"]) == 0
+    out = capsys.readouterr().out
+    assert "0 problem(s)" in out and "channels: FLAIR, T1w (intensity recipe: mri)" in out
+    assert "labels to segment: edema, tumour" in out
+    broken = folders.parent / "broken_labels"
+    if not broken.exists():
+        shutil.copytree(folders / "Task90_CT", broken)
+        (broken / "labelsTr" / "case_001.nii.gz").unlink()
+    assert main(["check-data", "--dataset", "decathlon", "--data-dir", str(broken), "--task", "segment"]) == 1
+    assert str(broken / "labelsTr" / "case_001.nii.gz") in capsys.readouterr().err
+    assert main(["check-data", "--dataset", "decathlon", "--data-dir", str(broken), "--task", "pretrain"]) == 0
+
+
 def test_ct_is_windowed_to_unit_range_and_mri_z_scored_on_nonzero_voxels(folders):
     def val_image(name, experiment, spacing=None):
         cfg = load_config(experiment, "tiny", {"data.data_dir": str(folders / name), "data.spacing": spacing})
