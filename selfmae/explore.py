@@ -234,6 +234,8 @@ def prepare_input(image: LoadedImage, data_cfg: Mapping) -> torch.Tensor:
     import torch.nn.functional as F
     from monai.transforms import ResizeWithPadOrCrop
 
+    from selfmae.data.registry import spec_of
+
     size = model_input_size(data_cfg)
     x = torch.from_numpy(normalise(image, data_cfg))[None]
     shape = x.shape[2:]
@@ -242,7 +244,7 @@ def prepare_input(image: LoadedImage, data_cfg: Mapping) -> torch.Tensor:
         new = [max(1, round(s * short / min(shape))) for s in shape]
         x = F.interpolate(x, size=new, mode="bilinear", antialias=True, align_corners=False)
         x = (x - x.mean()) / x.std().clamp_min(1e-6)   # z-scored per image, as the 2D training pipelines do
-    elif data_cfg.get("dataset") == "medmnist":         # MedMNIST volumes: z-scored per volume, then resized
+    elif spec_of(data_cfg).resizes_volumes:              # MedMNIST volumes: z-scored per volume, then resized
         x = (x - x.mean()) / x.std().clamp_min(1e-6)
         if data_cfg.get("resize"):
             x = F.interpolate(x, size=[int(data_cfg["resize"])] * 3, mode="area")
@@ -251,7 +253,7 @@ def prepare_input(image: LoadedImage, data_cfg: Mapping) -> torch.Tensor:
         x = F.interpolate(x, size=new, mode="trilinear", align_corners=False)
     x = ResizeWithPadOrCrop(spatial_size=size)(x[0])
     x = (x.as_tensor() if hasattr(x, "as_tensor") else torch.as_tensor(x))[None]   # plain tensor: MetaTensor is slow
-    channels = int(data_cfg.get("in_channels", 1))
+    channels = spec_of(data_cfg).in_channels(data_cfg)
     if x.shape[1] != channels:   # a 1-channel image into a 4-channel model: repeat; otherwise the first channel
         x = x[:, :1].repeat(1, channels, *([1] * len(size)))
     return x.float().contiguous()

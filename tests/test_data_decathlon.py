@@ -130,6 +130,18 @@ def test_bad_folders_are_refused_naming_the_file(folders, tmp_path, capsys):
         dataset_spec("decathlon").default_data_dir({})
 
 
+def test_a_hand_written_msd_file_needs_only_the_keys_it_uses(folders, tmp_path):
+    task = tmp_path / "Task95_Hand"
+    shutil.copytree(folders / "Task90_CT", task)
+    spec = json.loads((task / "dataset.json").read_text())
+    spec = {"modality": spec["modality"], "labels": spec["labels"], "training": spec["training"]}  # no test, numTest
+    spec["training"][0] = {"image": spec["training"][0]["image"]}                                # no label listed
+    (task / "dataset.json").write_text(json.dumps(spec))
+    assert check_data("decathlon", task, "pretrain") == []
+    problems = check_data("decathlon", task, "segment")
+    assert [(Path(p.path).name, p.message) for p in problems] == [("dataset.json", "case case_001 lists no label file")]
+
+
 def test_label_ids_with_gaps_are_renumbered_and_regions_refused():
     assert classes({"labels": {"0": "background", "2": "liver", "5": "tumour"}}) == ((0, 2, 5), ("liver", "tumour"))
     assert classes({"labels": {"tumour": 5, "background": 0}}) == ((0, 5), ("tumour",))

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Mapping
 
 from .common import DataError, DataProblem, decathlon_items, read_json, seeded_holdout
-from .dataset_json import channel_names, label_ids, missing_keys, training_items
+from .checks import _check_pairs
+from .dataset_json import channel_names, label_ids, training_items
 
 INTENSITIES = ("auto", "ct", "mri")
 
@@ -121,19 +122,19 @@ def read_decathlon(data_dir: str | os.PathLike, val_fraction: float = 0.2, split
 
 
 def check_decathlon(data_dir: Path, task: str | None = None) -> list[DataProblem]:
-    """Every problem of a task folder: dataset.json (found, valid, its form's keys, labels), at least 2 cases,
-    each listed image found, readable, finite, with the declared number of channels; each label (required for
-    task "segment", checked where present otherwise, skipped for "pretrain") of the image's shape and affine
-    with only declared ids."""
-    from .checks import _check_pairs   # checks imports this module's find_root: import here, not at the top
-
+    """Every problem of a task folder: dataset.json (found, valid JSON, for "segment" labels with a foreground
+    id), at least 2 cases, each listed image found, readable, finite, with the declared number of channels; each
+    label (required for task "segment", checked where present otherwise, skipped for "pretrain") of the image's
+    shape and affine with only declared ids. Only the keys it reads are required (a hand-written MSD-form file
+    without `test` or `numTest` is fine)."""
     try:
         root, spec = read_spec(data_dir)
         splits = read_decathlon(data_dir, 0.2, 0, with_labels=task != "pretrain")
     except DataError as err:
         return list(err.problems)
     path = root / "dataset.json"
-    problems = [DataProblem(str(path), f"missing key(s) {missing}")] if (missing := missing_keys(spec)) else []
+    problems = [DataProblem(str(path), f"case {it['case_id']} lists no label file") for it in
+                splits["train"] + splits["val"] if task == "segment" and "label" not in it]
     try:
         ids = set(classes(spec, path)[0]) if task != "pretrain" else set()
     except DataError as err:

@@ -120,7 +120,7 @@ class BraTS(DatasetSpec):
 class MedMNIST(DatasetSpec):
     """A MedMNIST .npz file, 2D or 3D (the file decides; `data.spatial_dims` must agree)."""
 
-    name, tasks, synthetic = "medmnist", ("classify",), False
+    name, tasks, synthetic, resizes_volumes = "medmnist", ("classify",), False, True
     train_size = 4_708   # the shipped PneumoniaMNIST subset; volumes: `train_items`
 
     def train_items(self, data_cfg):

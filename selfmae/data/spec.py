@@ -40,6 +40,7 @@ class DatasetSpec:
     release_folder = ""                     # the folder the real release unpacks to (notebooks' data_dir/<it>)
     image_folder = ""                       # where its images lie under the root, for the explorer's phantoms
     train_size: int | None = None           # training items per epoch of the real dataset (`make plan`)
+    resizes_volumes = False                 # volumes are z-scored, then resized to data.resize (not resampled)
 
     def read(self, data_cfg: Mapping, task: str) -> dict[str, list[dict]]:
         """Item dicts per split ("train", "val"[, "test"]) of the data at data_cfg["data_dir"]: file paths
