@@ -165,6 +165,7 @@ def pretrain_reference(cfg: Mapping, run_dir) -> dict:
 def finetune_reference(cfg: Mapping, datasets: Mapping | None = None) -> dict:
     """The simple reference of a fine-tuning config, on its own splits: the pixel logistic regression for a
     classification task, the intensity-only voxel classifier for a segmentation task (summary-like dict)."""
+    from selfmae.data.registry import dataset_spec
     from selfmae.experiments import build_data, eval_classes, eval_split
 
     datasets = datasets or build_data(cfg, check=False)
@@ -172,4 +173,5 @@ def finetune_reference(cfg: Mapping, datasets: Mapping | None = None) -> dict:
     split = eval_split(datasets)
     if cfg["task"] == "classify":
         return pixel_logistic_regression(datasets["train"], datasets[split], names)
-    return intensity_voxel_classifier(datasets["train"], datasets[split], cfg["data"]["dataset"], names, indices)
+    kind = dataset_spec(cfg["data"]).segmentation_kind   # "btcv" class ids or "brats" regions
+    return intensity_voxel_classifier(datasets["train"], datasets[split], kind, names, indices)

@@ -6,6 +6,8 @@ Every command calls the same functions the notebooks call (selfmae.data, selfmae
     python -m selfmae prepare-data --synthetic --dataset btcv --out-dir data/synthetic
     python -m selfmae check-data --dataset btcv --data-dir /data/BTCV
     python -m selfmae pretrain --config pretrain_btcv --profile paper --data-dir /data/BTCV --out-dir runs/paper/pretrain_btcv
+    python -m selfmae pretrain --dataset decathlon --data-dir /data/Task03_Liver      # your own scans (dataset.json)
+    python -m selfmae finetune --dataset decathlon --data-dir /data/Task03_Liver --set model.init=mae --set model.pretrained=...
     torchrun --nproc_per_node=4 -m selfmae pretrain --config pretrain_btcv --profile paper ...
     python -m selfmae finetune --config finetune_btcv --set model.init=mae --set model.pretrained=runs/.../best.pt
     python -m selfmae reproduce --profile tiny
@@ -17,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-DATASETS = ("cxr14", "btcv", "brats", "medmnist")
+from selfmae.data.registry import DATASETS, PAPER_DATASETS
 
 
 def _parse_sets(pairs: list[str]) -> dict[str, str]:
@@ -31,8 +33,11 @@ def _parse_sets(pairs: list[str]) -> dict[str, str]:
 
 
 def _add_run_args(p: argparse.ArgumentParser, default_config: str) -> None:
-    p.add_argument("--config", default=default_config,
+    stage = default_config.split("_")[0]
+    p.add_argument("--config", default=None,
                    help=f"experiment name under selfmae/configs or a YAML path (default: {default_config})")
+    p.add_argument("--dataset", choices=DATASETS, default=None,
+                   help=f"shortcut for --config {stage}_<dataset> (decathlon: your own MSD / nnU-Net task folder)")
     p.add_argument("--profile", default="tiny", choices=("tiny", "paper"), help="numbers to use (default: tiny)")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="dataset root in its real layout (default: the synthetic phantoms under data/synthetic)")
@@ -55,6 +60,20 @@ def _overrides(args: argparse.Namespace) -> dict:
     return ov
 
 
+def _experiment(args: argparse.Namespace) -> str:
+    """--config, else <stage>_<--dataset>, else the stage's default; SystemExit when the two disagree."""
+    stage = "pretrain" if args.command == "pretrain" else "finetune"
+    if args.config is None:
+        return f"{stage}_{args.dataset or 'btcv'}"
+    if args.dataset is not None:
+        from selfmae.config import load_config
+
+        named = load_config(args.config, args.profile)["data"]["dataset"]
+        if named != args.dataset:
+            raise SystemExit(f"--config {args.config} reads dataset {named!r}, but --dataset {args.dataset} was given")
+    return args.config
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m selfmae", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -63,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prepare-data", help="write the synthetic phantoms in the real datasets' layouts")
     p.add_argument("--synthetic", action="store_true", required=True,
                    help="generate phantoms (real data is never downloaded: point --data-dir at it instead)")
-    p.add_argument("--dataset", choices=("cxr14", "btcv", "brats", "all"), default="all")
+    p.add_argument("--dataset", choices=(*PAPER_DATASETS, "decathlon", "all"), default="all",
+                   help="all = the paper's three; decathlon = a CT task folder in the MSD form")
     p.add_argument("--out-dir", type=Path, default=Path("data/synthetic"), help="parent folder (default: data/synthetic)")
     p.add_argument("--size", choices=("tiny", "paper"), default="tiny", help="phantom sizes (default: tiny)")
     p.add_argument("--seed", type=int, default=0)
@@ -71,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-data", help="integrity check of a dataset folder; lists every problem found")
     p.add_argument("--dataset", choices=DATASETS, required=True)
     p.add_argument("--data-dir", type=Path, required=True, help="dataset root (for medmnist: the .npz file)")
+    p.add_argument("--task", choices=("pretrain", "classify", "segment"), default=None,
+                   help="check what this stage needs (decathlon: labels only for segment; default: those present)")
 
     p = sub.add_parser("pretrain", help="MAE self pre-training (resumes an interrupted run)")
     _add_run_args(p, "pretrain_btcv")
@@ -106,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "prepare-data":
         from selfmae.data import prepare_synthetic
 
-        names = ("cxr14", "btcv", "brats") if args.dataset == "all" else (args.dataset,)
+        names = PAPER_DATASETS if args.dataset == "all" else (args.dataset,)
         for name in names:
             root = prepare_synthetic(name, args.out_dir / name, size=args.size, seed=args.seed)
             print(f"{name}: wrote synthetic phantoms to {root}")
@@ -114,17 +136,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-data":
         from selfmae.data import check_data
 
-        problems = check_data(args.dataset, args.data_dir)
+        from selfmae.data.registry import dataset_spec
+
+        problems = check_data(args.dataset, args.data_dir, args.task)
         for problem in problems:
             print(f"ERROR {problem}", file=sys.stderr)
         print(f"{args.dataset} at {args.data_dir}: {len(problems)} problem(s)")
-        if args.dataset == "brats" and not problems:
-            from selfmae.data.brats import region_ids
-
-            for convention in ("dataset_json", "selfmedmae_code"):
-                regions = region_ids(args.data_dir, convention)
-                print(f"regions ({convention}), label ids as dataset.json declares them: "
-                      + ", ".join(f"{r}={list(ids)}" for r, ids in regions.items()))
+        if not problems:
+            for line in dataset_spec(args.dataset).check_summary(args.data_dir):
+                print(line)
         return 1 if problems else 0
     if args.command == "reproduce":
         from selfmae.runner import reproduce
@@ -134,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from selfmae.config import load_config
 
-    cfg = load_config(args.config, args.profile, _overrides(args))
+    cfg = load_config(_experiment(args), args.profile, _overrides(args))
     from selfmae import experiments
 
     try:

@@ -19,18 +19,17 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from selfmae.config import config_hash, load_config, save_run_record
+from selfmae.data.registry import MEDMNIST3D_SAMPLE, MEDMNIST_SAMPLE, dataset_spec, input_size  # noqa: F401
 from selfmae.io import atomic_write_text
 from selfmae.parallel import run_many
 from selfmae.repro import REPO_ROOT, seed_everything
 
 SYNTHETIC_ROOT = REPO_ROOT / "data" / "synthetic"
-MEDMNIST_SAMPLE = REPO_ROOT / "tests" / "data" / "medmnist" / "pneumoniamnist_subset.npz"
-MEDMNIST3D_SAMPLE = REPO_ROOT / "tests" / "data" / "medmnist3d" / "adrenalmnist3d.npz"
 
 
 def medmnist_sample(spatial_dims: int = 2) -> Path:
     """The real MedMNIST file shipped in tests/data for 2D (PneumoniaMNIST subset) or 3D (AdrenalMNIST3D)."""
-    return MEDMNIST3D_SAMPLE if int(spatial_dims) == 3 else MEDMNIST_SAMPLE
+    return dataset_spec("medmnist").default_data_dir({"spatial_dims": spatial_dims})
 
 
 # ----------------------------------------------------------------------------------------------- data ---------
@@ -44,8 +43,10 @@ def resolve_data_dir(cfg: Mapping, synthetic_root: Path | None = None) -> Path:
         if not path.exists():
             raise FileNotFoundError(f"data.data_dir={path}: no such file or folder")
         return path
-    if data["dataset"] == "medmnist":
-        return medmnist_sample(data.get("spatial_dims", 2))
+    spec = dataset_spec(data)
+    default = spec.default_data_dir(data)     # a shipped sample, or (decathlon) a DataError: no default data
+    if default is not None or not spec.synthetic:
+        return default
     root = Path(synthetic_root or os.environ.get("SELFMAE_SYNTHETIC", SYNTHETIC_ROOT)) / data["dataset"]
     marker = root / ".selfmae-synthetic.json"
     size = "paper" if cfg.get("profile") == "paper" else "tiny"
@@ -55,13 +56,6 @@ def resolve_data_dir(cfg: Mapping, synthetic_root: Path | None = None) -> Path:
     return root
 
 
-def data_label(cfg: Mapping) -> str:
-    """'synthetic', or the real data as `selfmae.provenance.data_label` names it (never an absolute path)."""
-    from selfmae.provenance import data_label as label
-
-    return label(cfg["data"].get("data_dir"))
-
-
 def build_data(cfg: Mapping, task: str | None = None, check: bool = True) -> dict:
     """Check the dataset (every problem listed) and build its datasets for `task` (default: the config's)."""
     from selfmae.data import build_datasets, require_valid
@@ -69,7 +63,8 @@ def build_data(cfg: Mapping, task: str | None = None, check: bool = True) -> dic
     data_cfg = dict(cfg["data"], data_dir=str(resolve_data_dir(cfg)))
     fraction = data_cfg.pop("label_fraction", 1.0)
     if check:
-        require_valid(data_cfg["dataset"], data_cfg["data_dir"], memo_dir=REPO_ROOT / "runs" / ".data-checks")
+        require_valid(data_cfg["dataset"], data_cfg["data_dir"], memo_dir=REPO_ROOT / "runs" / ".data-checks",
+                      task=task or cfg["task"])
     datasets = build_datasets(data_cfg, task or cfg["task"])
     if fraction < 1.0:
         datasets = dict(datasets, train=label_subset(datasets["train"], fraction, data_cfg.get("split_seed", 0)))
@@ -105,33 +100,13 @@ def label_subset(dataset: Dataset, fraction: float, seed: int) -> Subset:
 def medmnist_labels(data_cfg: Mapping):
     """The `selfmae.data.medmnist.LabelSpec` (kind, outputs, names) of the MedMNIST file a data section names
     (the shipped sample of its dimensions when data_dir is null); only the label arrays are read."""
-    from selfmae.data.medmnist import medmnist_file, read_label_spec
-
-    source = data_cfg.get("data_dir") or medmnist_sample(data_cfg.get("spatial_dims", 2))
-    return read_label_spec(medmnist_file(dict(data_cfg, data_dir=str(source))))
+    return dataset_spec("medmnist").labels(data_cfg)
 
 
 def num_outputs(cfg: Mapping) -> int:
-    """The classifier's outputs: `model.num_classes`; for a MedMNIST file, null means as many as its labels need
-    (1 binary, K classes, L labels), and a number (or `data.label_names`) that does not fit them is a DataError
-    naming the file, what its labels are and the setting that fits."""
-    from selfmae.data import DataError, DataProblem
-    from selfmae.data.medmnist import medmnist_file
-
-    given, data = cfg["model"].get("num_classes"), cfg["data"]
-    if data["dataset"] != "medmnist":
-        return int(given)
-    spec = medmnist_labels(data)
-    names = data.get("label_names")
-    wrong = [f"model.num_classes={given}"] if given is not None and int(given) != spec.n_outputs else []
-    wrong += [f"data.label_names={list(names)}"] if names and len(names) != spec.n_outputs else []
-    if wrong:
-        path = medmnist_file(dict(data, data_dir=str(data.get("data_dir") or medmnist_sample(data["spatial_dims"]))))
-        raise DataError([DataProblem(str(path), f"its labels are {spec.kind} with {spec.n_outputs} output(s), but "
-                                                f"{' and '.join(wrong)}; set model.num_classes={spec.n_outputs} (or "
-                                                "null: from the file) and data.label_names to "
-                                                f"{spec.n_outputs} name(s) or null")])
-    return spec.n_outputs
+    """The classifier's outputs: `model.num_classes`, or as the dataset's registry entry decides (for a MedMNIST
+    file, null means as many as its labels need; a number that does not fit them is a DataError naming the file)."""
+    return dataset_spec(cfg["data"]).num_outputs(cfg["model"], cfg["data"])
 
 
 # --------------------------------------------------------------------------------------------- models ---------
@@ -153,24 +128,9 @@ def build_model_for(cfg: Mapping) -> torch.nn.Module:
 
 
 def eval_classes(data_cfg: Mapping) -> tuple[tuple[str, ...], list[int] | None]:
-    """Names of the evaluated classes and the output channels that hold them.
-
-    BTCV trained on all 13 organs (the paper's protocol) is scored on the paper's 8: their ids in the 13-label
-    numbering. With organs=8 the labels are already 1..8 in Table 1 order. BraTS channels are TC, WT, ET.
-    """
-    from selfmae.data import BRATS_REGIONS, BTCV_ORGANS, CXR14_LABELS
-    from selfmae.data.btcv import BTCV_ORGAN_IDS
-
-    dataset = data_cfg["dataset"]
-    if dataset == "btcv":
-        return BTCV_ORGANS, (list(BTCV_ORGAN_IDS) if data_cfg.get("organs", 8) == 13 else list(range(1, 9)))
-    if dataset == "brats":
-        return BRATS_REGIONS, [0, 1, 2]
-    if dataset == "cxr14":
-        return CXR14_LABELS, None
-    if dataset == "medmnist" and not data_cfg.get("label_names"):
-        return medmnist_labels(data_cfg).names, None   # from the file: "label", or "class 0".."class K-1"
-    return tuple(data_cfg.get("label_names") or ("label",)), None
+    """Names of the evaluated classes and the output channels that hold them (the dataset's registry entry:
+    BTCV's 8 organs of Table 1, BraTS's TC/WT/ET, CXR14's 14 labels, a MedMNIST file's or a dataset.json's)."""
+    return dataset_spec(data_cfg).eval_classes(data_cfg)
 
 
 def make_task(cfg: Mapping):
@@ -181,10 +141,10 @@ def make_task(cfg: Mapping):
         return MAETask()
     names, indices = eval_classes(cfg["data"])
     if cfg["task"] == "classify":
-        multiclass = cfg["data"]["dataset"] == "medmnist" and medmnist_labels(cfg["data"]).kind == "multi-class"
+        multiclass = dataset_spec(cfg["data"]).multiclass(cfg["data"])
         return ClassificationTask(num_classes=num_outputs(cfg), label_names=names, multiclass=multiclass)
     ev = cfg.get("eval") or {}
-    return SegmentationTask(kind=cfg["data"]["dataset"], roi_size=cfg["data"]["roi_size"],
+    return SegmentationTask(kind=dataset_spec(cfg["data"]).segmentation_kind, roi_size=cfg["data"]["roi_size"],
                             spacing=cfg["data"].get("spacing"), class_names=names, class_indices=indices,
                             overlap=ev.get("overlap", 0.5), sw_batch_size=ev.get("sw_batch_size", 1))
 
@@ -276,7 +236,7 @@ def run_evaluate(cfg: Mapping, checkpoint: str | Path, out_dir: str | Path | Non
             ev = cfg.get("eval") or {}
             loader = DataLoader(datasets[split], batch_size=1, num_workers=0)
             metrics = evaluate_segmentation(
-                model, loader, kind=cfg["data"]["dataset"], roi_size=cfg["data"]["roi_size"], class_names=names,
+                model, loader, kind=dataset_spec(cfg["data"]).segmentation_kind, roi_size=cfg["data"]["roi_size"], class_names=names,
                 class_indices=indices, spacing=cfg["data"].get("spacing"), sw_batch_size=ev.get("sw_batch_size", 1),
                 overlap=ev.get("overlap", 0.5), device=device, out_csv=csv_path).summary
         else:
@@ -403,11 +363,6 @@ def _fit_roi(image: torch.Tensor, roi: Sequence[int]) -> torch.Tensor:
     return torch.as_tensor(ResizeWithPadOrCrop(spatial_size=list(roi))(image))
 
 
-def _roi(cfg: Mapping) -> list[int]:
-    data = cfg["data"]
-    return list(data["roi_size"]) if data["spatial_dims"] == 3 else [data["crop"]] * 2
-
-
 @torch.no_grad()
 def reconstruction_examples(cfg: Mapping, checkpoint: str | Path, mask_ratio: float = 0.75, n: int = 1,
                             seed: int = 0, datasets: Mapping | None = None, channel: int = 0) -> list[dict]:
@@ -425,7 +380,7 @@ def reconstruction_examples(cfg: Mapping, checkpoint: str | Path, mask_ratio: fl
     for i in range(n):
         item = datasets["val"][i]
         item = item[0] if isinstance(item, list) else item
-        x = _fit_roi(torch.as_tensor(item["image"]), _roi(cfg))[None].float()
+        x = _fit_roi(torch.as_tensor(item["image"]), input_size(cfg["data"]))[None].float()
         torch.manual_seed(seed + i)
         loss, pred, mask = model(x, mask_ratio=mask_ratio)
         images = {"original": x, **model.reconstruct(x, pred, mask)}
@@ -456,7 +411,7 @@ def segmentation_examples(cfg: Mapping, checkpoints: Mapping[str, str | Path], n
         model = build_model_for(dict(cfg, model=dict(cfg["model"], init="scratch")))
         load_model_weights(model, path)
         models[name] = model.eval()
-    brats = cfg["data"]["dataset"] == "brats"
+    brats = dataset_spec(cfg["data"]).regions   # sigmoid region channels (TC/WT/ET), not class ids
     _, indices = eval_classes(cfg["data"])
     cases = []
     for i in range(min(n_cases, len(datasets["val"]))):
@@ -498,7 +453,7 @@ def example_gallery(cfg: Mapping, n: int = 4, datasets: Mapping | None = None) -
     """
     datasets = datasets or build_data(cfg, check=False)
     names, indices = eval_classes(cfg["data"])
-    brats = cfg["data"]["dataset"] == "brats"
+    brats = dataset_spec(cfg["data"]).regions   # sigmoid region channels (TC/WT/ET), not class ids
     out = {"images": [], "masks": [], "titles": [], "n_labels": len(names)}
     for i in range(min(n, len(datasets["val"]))):
         item = datasets["val"][i]

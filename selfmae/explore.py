@@ -112,11 +112,14 @@ def resolve_source(source: str | Path, profile: str = "tiny") -> Path:
         from selfmae.config import load_config
         from selfmae.experiments import resolve_data_dir
 
+        from selfmae.data.registry import REGISTRY
+
         dataset = text.split(":", 1)[1]
-        if dataset not in ("cxr14", "btcv"):
-            raise ExplorerError(f"unknown phantom {dataset!r}; known: cxr14, btcv")
+        known = [name for name, spec in REGISTRY.items() if spec.synthetic and spec.image_folder]
+        if dataset not in known:
+            raise ExplorerError(f"unknown phantom {dataset!r}; known: {', '.join(known)}")
         root = resolve_data_dir(load_config(f"pretrain_{dataset}", profile, {"data.data_dir": None}))
-        return root / "images" if dataset == "cxr14" else root / "RawData" / "Training" / "img"
+        return root / REGISTRY[dataset].image_folder
     return Path(text).expanduser()
 
 
@@ -218,9 +221,10 @@ def normalise(image: LoadedImage, data_cfg: Mapping) -> np.ndarray:
 
 
 def model_input_size(data_cfg: Mapping) -> list[int]:
-    if int(data_cfg["spatial_dims"]) == 3:
-        return [int(r) for r in data_cfg["roi_size"]]
-    return [int(data_cfg["crop"])] * 2
+    """The network's input size (`selfmae.data.registry.input_size`)."""
+    from selfmae.data.registry import input_size
+
+    return list(input_size(data_cfg))
 
 
 def prepare_input(image: LoadedImage, data_cfg: Mapping) -> torch.Tensor:
@@ -230,6 +234,8 @@ def prepare_input(image: LoadedImage, data_cfg: Mapping) -> torch.Tensor:
     import torch.nn.functional as F
     from monai.transforms import ResizeWithPadOrCrop
 
+    from selfmae.data.registry import spec_of
+
     size = model_input_size(data_cfg)
     x = torch.from_numpy(normalise(image, data_cfg))[None]
     shape = x.shape[2:]
@@ -238,7 +244,7 @@ def prepare_input(image: LoadedImage, data_cfg: Mapping) -> torch.Tensor:
         new = [max(1, round(s * short / min(shape))) for s in shape]
         x = F.interpolate(x, size=new, mode="bilinear", antialias=True, align_corners=False)
         x = (x - x.mean()) / x.std().clamp_min(1e-6)   # z-scored per image, as the 2D training pipelines do
-    elif data_cfg.get("dataset") == "medmnist":         # MedMNIST volumes: z-scored per volume, then resized
+    elif spec_of(data_cfg).resizes_volumes:              # MedMNIST volumes: z-scored per volume, then resized
         x = (x - x.mean()) / x.std().clamp_min(1e-6)
         if data_cfg.get("resize"):
             x = F.interpolate(x, size=[int(data_cfg["resize"])] * 3, mode="area")
@@ -247,7 +253,7 @@ def prepare_input(image: LoadedImage, data_cfg: Mapping) -> torch.Tensor:
         x = F.interpolate(x, size=new, mode="trilinear", align_corners=False)
     x = ResizeWithPadOrCrop(spatial_size=size)(x[0])
     x = (x.as_tensor() if hasattr(x, "as_tensor") else torch.as_tensor(x))[None]   # plain tensor: MetaTensor is slow
-    channels = int(data_cfg.get("in_channels", 1))
+    channels = spec_of(data_cfg).in_channels(data_cfg)
     if x.shape[1] != channels:   # a 1-channel image into a 4-channel model: repeat; otherwise the first channel
         x = x[:, :1].repeat(1, channels, *([1] * len(size)))
     return x.float().contiguous()

@@ -152,6 +152,8 @@ def collect_rows(load: Callable[[str], Mapping | None], organs: Sequence[str]) -
     """Every learning-check row from the results the notebooks saved. `load(name)` returns the results saved
     under `name` (`NotebookContext.load_results`) or None when that notebook has not run; missing results are
     reported on stdout and give no rows. `organs`: the BTCV organs scored (Table 1's 8)."""
+    from selfmae.data.registry import dataset_spec
+
     def results(name: str) -> Mapping | None:
         found = load(name)
         if found is None:
@@ -169,8 +171,8 @@ def collect_rows(load: Callable[[str], Mapping | None], organs: Sequence[str]) -
         if r := results(f"table3_ablation_{dataset}"):
             for point, summaries in r["runs"].items():
                 runs = {f"mask {point}": summaries}
-                rows += (btcv_rows(f"ablation_{dataset}", runs, organs, r.get("reference")) if dataset == "btcv"
-                         else brats_rows(f"ablation_{dataset}", runs, r.get("reference")))
+                rows += (brats_rows(f"ablation_{dataset}", runs, r.get("reference")) if dataset_spec(dataset).regions
+                         else btcv_rows(f"ablation_{dataset}", runs, organs, r.get("reference")))
     if r := results("nnformer_btcv"):
         rows += nnformer_rows(r["runs"], {float(f): runs for f, runs in r["fractions"].items()}, r.get("reference"))
     return rows

@@ -42,15 +42,14 @@ class NotebookContext:
         for path in (self.runs, self.tables, self.figures):
             path.mkdir(parents=True, exist_ok=True)
 
-    # real datasets live in sub-folders of data_dir named as they are released
-    DATASET_FOLDERS = {"cxr14": "ChestX-ray14", "btcv": "BTCV", "brats": "Task01_BrainTumour"}
-
     def dataset_dir(self, dataset: str) -> str:
         """'' for synthetic data, else <data_dir>/<the dataset's folder> (or data_dir itself if it is that folder)."""
         if not self.data_dir:
             return ""
-        root = Path(self.data_dir).expanduser()
-        sub = root / self.DATASET_FOLDERS.get(dataset, dataset)
+        from selfmae.data.registry import REGISTRY
+
+        root = Path(self.data_dir).expanduser()   # real datasets: in sub-folders named as they are released
+        sub = root / (getattr(REGISTRY.get(dataset), "release_folder", "") or dataset)
         return str(sub if sub.exists() else root)
 
     def run_overrides(self, experiment: str, extra: Mapping[str, Any] | None = None) -> dict:

@@ -14,10 +14,10 @@ import os
 import re
 from pathlib import Path
 
+from selfmae.data.registry import MEDMNIST3D_SAMPLE, MEDMNIST_SAMPLE
 from selfmae.repro import REPO_ROOT
 
-DEFAULT_DATA = (REPO_ROOT / "tests" / "data" / "medmnist" / "pneumoniamnist_subset.npz",
-                REPO_ROOT / "tests" / "data" / "medmnist3d" / "adrenalmnist3d.npz")
+DEFAULT_DATA = (MEDMNIST_SAMPLE, MEDMNIST3D_SAMPLE)   # the shipped samples read when data_dir is null
 
 
 def _resolved(path: str | os.PathLike) -> Path:

@@ -219,8 +219,6 @@ PLAN = [
     ("12", "pretrain_medmnist", 1), ("12", "finetune_medmnist", 3 * 2),
     ("14", "pretrain_medmnist3d", 5), ("14", "finetune_medmnist3d", 3 * 2 + 3 * 4),   # 5 mask ratios, 1 reused
 ]
-# training-set sizes of the real datasets (samples per epoch before crops); medmnist3d: AdrenalMNIST3D
-TRAIN_SIZES = {"cxr14": 77_871, "btcv": 18, "brats": 387, "medmnist": 4_708, "medmnist3d": 1_188}
 
 
 def _step_times() -> dict:
@@ -231,6 +229,7 @@ def _step_times() -> dict:
 def plan(profile: str, notebooks: list[Path]) -> str:
     """A table of each notebook's trainings with iteration counts and GPU-hours from measured step times."""
     from selfmae.config import ConfigError, load_config
+    from selfmae.data.registry import dataset_spec
 
     measured = _step_times()
     steps = measured.get("steps", {})
@@ -247,9 +246,8 @@ def plan(profile: str, notebooks: list[Path]) -> str:
         except ConfigError:
             continue
         t = cfg["train"]
-        dataset = cfg["data"]["dataset"] + ("3d" if cfg["data"]["dataset"] == "medmnist"
-                                            and cfg["data"]["spatial_dims"] == 3 else "")
-        iters = t["epochs"] * math.ceil(TRAIN_SIZES[dataset] / t["batch_size"])
+        # training-set size of the real dataset (samples per epoch before crops), from its registry entry
+        iters = t["epochs"] * math.ceil(dataset_spec(cfg["data"]).train_items(cfg["data"]) / t["batch_size"])
         if t.get("max_steps"):
             iters = min(iters, t["max_steps"])
         sec = steps.get(experiment)

@@ -35,11 +35,6 @@ def organ_mapping(organs: int = 8) -> tuple[list[int], list[int]]:
     return orig, target
 
 
-def organ_names(organs: int = 8) -> tuple[str, ...]:
-    """Foreground class names for label values 1..organs."""
-    return BTCV_ORGANS if organs == 8 else tuple(BTCV_LABELS[i] for i in range(1, 14))
-
-
 def _raw_root(data_dir: Path) -> Path | None:
     for cand in (data_dir / "RawData" / "Training", data_dir / "Training", data_dir):
         if (cand / "img").is_dir():

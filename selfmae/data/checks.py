@@ -203,15 +203,17 @@ def check_medmnist(data_dir: Path) -> list[DataProblem]:
     return problems
 
 
-CHECKS = {"cxr14": check_cxr14, "btcv": check_btcv, "brats": check_brats, "medmnist": check_medmnist}
+def check_data(dataset: str, data_dir: str | os.PathLike, task: str | None = None) -> list[DataProblem]:
+    """Every problem found in `dataset` (a registry name: cxr14|btcv|brats|medmnist|decathlon) at `data_dir`;
+    [] when it is usable. task (pretrain | classify | segment, None = not known) lets a dataset whose labels
+    are optional (decathlon) check them only when they are needed. ValueError for an unknown dataset."""
+    from .registry import dataset_spec
+
+    return dataset_spec(dataset).check(Path(data_dir), task)
 
 
-def check_data(dataset: str, data_dir: str | os.PathLike) -> list[DataProblem]:
-    """Every problem found in `dataset` (cxr14|btcv|brats|medmnist) at `data_dir`; [] when it is usable."""
-    return CHECKS[check_dataset_name(dataset)](Path(data_dir))
-
-
-def require_valid(dataset: str, data_dir: str | os.PathLike, memo_dir: str | os.PathLike | None = None) -> None:
+def require_valid(dataset: str, data_dir: str | os.PathLike, memo_dir: str | os.PathLike | None = None,
+                  task: str | None = None) -> None:
     """Raise DataError (a ValueError) listing every problem, each with its file; do nothing when all is well.
 
     memo_dir: remember a passed check there, keyed on the dataset's file listing (paths, sizes, modification
@@ -220,10 +222,11 @@ def require_valid(dataset: str, data_dir: str | os.PathLike, memo_dir: str | os.
     """
     marker = None
     if memo_dir is not None:
-        marker = Path(memo_dir) / f"{check_dataset_name(dataset)}-{data_fingerprint(data_dir)}.ok"
+        name = check_dataset_name(dataset) + (f"-{task}" if task else "")
+        marker = Path(memo_dir) / f"{name}-{data_fingerprint(data_dir)}.ok"
         if marker.exists():
             return
-    problems = check_data(dataset, data_dir)
+    problems = check_data(dataset, data_dir, task)
     if problems:
         raise DataError(problems, dataset, data_dir)
     if marker is not None:
@@ -235,7 +238,7 @@ def data_fingerprint(data_dir: str | os.PathLike) -> str:
     checker's source (this module and the readers it calls): what a remembered check depends on."""
     root = Path(data_dir).resolve()
     digest = hashlib.sha1()
-    for module in ("checks", "common", "dataset_json", "brats", "btcv", "cxr14", "medmnist"):
+    for module in ("checks", "common", "dataset_json", "brats", "btcv", "cxr14", "medmnist", "decathlon"):
         digest.update((Path(__file__).parent / f"{module}.py").read_bytes())
     digest.update(str(root).encode())
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())

@@ -12,9 +12,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-DATASETS = ("cxr14", "btcv", "brats", "medmnist")
-
-
 @dataclass(frozen=True)
 class DataProblem:
     """One thing wrong with a dataset on disk: which file, and what."""
@@ -39,9 +36,10 @@ class DataError(ValueError):
 
 
 def check_dataset_name(dataset: str) -> str:
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
-    return dataset
+    """`dataset` when the registry knows it; ValueError naming the known datasets otherwise."""
+    from .registry import dataset_spec
+
+    return dataset_spec(dataset).name
 
 
 def seeded_holdout(keys: Sequence[Any], fraction: float, seed: int) -> set:

@@ -5,29 +5,14 @@ from typing import Mapping
 
 from monai.data import CacheDataset, Dataset
 
-from .brats import read_brats
-from .btcv import read_btcv
-from .cxr14 import read_cxr14
-from .medmnist import medmnist_file, read_medmnist
+from .registry import dataset_spec
 from .transforms import build_transforms
 
 
 def read_splits(cfg: Mapping, task: str) -> dict[str, list[dict]]:
-    """Item lists per split for cfg["dataset"]; pretraining drops segmentation labels it does not need."""
-    dataset, seed = cfg["dataset"], int(cfg.get("split_seed", 0))
-    if dataset == "cxr14":
-        return read_cxr14(cfg["data_dir"], float(cfg.get("val_fraction", 0.1)), seed, cfg.get("max_images"))
-    if dataset == "medmnist":
-        return read_medmnist(medmnist_file(cfg), cfg.get("spatial_dims"))
-    if dataset == "btcv":
-        splits = read_btcv(cfg["data_dir"])
-    elif dataset == "brats":
-        splits = read_brats(cfg["data_dir"], float(cfg.get("val_fraction", 0.2)), seed)
-    else:
-        raise ValueError(f"unknown dataset {dataset!r}")
-    if task == "pretrain":
-        splits = {k: [{kk: vv for kk, vv in it.items() if kk != "label"} for it in v] for k, v in splits.items()}
-    return splits
+    """Item lists per split for cfg["dataset"] (its registry entry's reader); pretraining drops segmentation
+    labels it does not need. Raises ValueError for an unknown dataset."""
+    return dataset_spec(cfg).read(cfg, task)
 
 
 def build_datasets(data_cfg: Mapping, task: str) -> dict[str, Dataset]:

@@ -29,12 +29,14 @@ SIZES: dict[str, dict[str, dict]] = {
         "btcv": {"shape": (48, 36, 32), "spacing": (7.0, 7.0, 7.0), "organ_scale": 1.25},
         "brats": {"n_cases": 24, "n_test": 2, "shape": (40, 40, 32)},
         "medmnist": {"n_images": (200, 40, 60), "image_size": 28},
+        "decathlon": {"n_cases": 4, "form": "msd", "modality": "CT", "channel_files": False},
     },
     "paper": {  # paper-scale volumes (minutes to write), a modest number of cases
         "cxr14": {"n_images": 1000, "image_size": 512, "test_fraction": 0.2},  # resized to 256 anyway
         "btcv": {"shape": (256, 256, 110), "spacing": (1.5, 1.5, 3.0), "organ_scale": 1.0},
         "brats": {"n_cases": 40, "n_test": 4, "shape": (240, 240, 155)},
         "medmnist": {"n_images": (2000, 400, 600), "image_size": 64},
+        "decathlon": {"n_cases": 10, "form": "msd", "modality": "CT", "channel_files": False},
     },
 }
 STAMP = ".selfmae_phantom.json"
@@ -151,4 +153,53 @@ def write_medmnist(root: Path, n_images: tuple, image_size: int, seed: int = 0) 
         np.savez_compressed(tmp, **arrays)
 
 
-WRITERS = {"cxr14": write_cxr14, "btcv": write_btcv, "brats": write_brats, "medmnist": write_medmnist}
+# what the decathlon phantoms' labels are: (dataset.json name, ids of the drawn anatomy it covers)
+DECATHLON_LABELS = {"CT": (("liver", (6,)), ("spleen", (1,)), ("kidney", (2, 3))),
+                    "MRI": (("edema", (1,)), ("tumour", (2, 3)))}
+
+
+def write_decathlon(root: Path, n_cases: int, form: str = "msd", modality: str = "CT", channel_files: bool = False,
+                    seed: int = 0) -> None:
+    """A task folder as users keep their own scans: dataset.json in the MSD form ("msd": `modality`, id -> name
+    labels, a `training` list) or the nnU-Net v2 form ("nnunet": `channel_names`, name -> id labels,
+    `file_ending`, no list), imagesTr/ (one 3D/4D file per case, or one 3D file per channel with channel_files)
+    and labelsTr/. CT: one channel of int16 HU at 7 mm (the BTCV phantom's abdomen, 3 organs labelled); MRI:
+    FLAIR and T1w float32 at 1 mm (the BraTS phantom's brain, oedema and tumour labelled)."""
+    if form not in ("msd", "nnunet") or modality not in DECATHLON_LABELS or (form == "msd" and channel_files):
+        raise ValueError(f"form must be 'msd' (4D files) or 'nnunet' and modality 'CT' or 'MRI', got {form!r}, "
+                         f"{modality!r}, channel_files={channel_files}")
+    names = ("CT",) if modality == "CT" else BRATS_MODALITIES[:2]
+    training = []
+    for i in range(n_cases):
+        rng = np.random.default_rng([seed, 10, i])
+        if modality == "CT":
+            image, drawn, affine = abdomen_ct(rng, (40, 32, 28), (7.0, 7.0, 7.0), 1.25, 0.5)
+        else:
+            image, drawn, affine = brain_mri(rng, (32, 32, 24), 0.01)
+            image = image[..., : len(names)]
+        label = np.zeros(drawn.shape, np.uint8)
+        for k, (_, ids) in enumerate(DECATHLON_LABELS[modality], start=1):
+            label[np.isin(drawn, ids)] = k
+        case = f"case_{i + 1:03d}"
+        if channel_files:
+            for c in range(len(names)):
+                save_nifti(root / "imagesTr" / f"{case}_{c:04d}.nii.gz", image if image.ndim == 3 else image[..., c],
+                           affine)
+        else:
+            save_nifti(root / "imagesTr" / f"{case}.nii.gz", image, affine)
+        save_nifti(root / "labelsTr" / f"{case}.nii.gz", label, affine)
+        training.append({"image": f"./imagesTr/{case}.nii.gz", "label": f"./labelsTr/{case}.nii.gz"})
+    labels = ("background",) + tuple(name for name, _ in DECATHLON_LABELS[modality])
+    if form == "msd":
+        spec = {"name": "Phantom", "description": f"Synthetic {modality} phantoms (selfmae)", "tensorImageSize":
+                "3D" if len(names) == 1 else "4D", "modality": {str(i): n for i, n in enumerate(names)},
+                "labels": {str(i): n for i, n in enumerate(labels)}, "numTraining": n_cases, "numTest": 0,
+                "training": training, "test": []}
+    else:
+        spec = {"channel_names": {str(i): n for i, n in enumerate(names)},
+                "labels": {n: i for i, n in enumerate(labels)}, "numTraining": n_cases, "file_ending": ".nii.gz"}
+    atomic_write_text(root / "dataset.json", json.dumps(spec, indent=4))
+
+
+WRITERS = {"cxr14": write_cxr14, "btcv": write_btcv, "brats": write_brats, "medmnist": write_medmnist,
+           "decathlon": write_decathlon}

@@ -231,17 +231,11 @@ def build_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
 
 
 def _dataset_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
-    dataset = cfg["dataset"]
+    """The registry entry's pipeline; ValueError for an unknown task, dataset, or a task the dataset does not serve."""
+    from .registry import dataset_spec
+
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-    if (dataset in ("btcv", "brats")) != (task != "classify") and task != "pretrain":
-        raise ValueError(f"task {task!r} does not apply to dataset {dataset!r}")
-    if dataset == "cxr14":
-        return cxr14_transforms(cfg, train)
-    if dataset == "btcv":
-        return btcv_transforms(cfg, task, train)
-    if dataset == "brats":
-        return brats_transforms(cfg, task, train)
-    if dataset == "medmnist":
-        return medmnist_transforms(cfg, train)
-    raise ValueError(f"unknown dataset {dataset!r}")
+    spec = dataset_spec(cfg)
+    spec.require_task(task)
+    return spec.transforms(cfg, task, train)

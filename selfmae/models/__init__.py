@@ -5,10 +5,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
+
+from selfmae.data.registry import input_size, spec_of
 
 from .classifier import ViTClassifier
 from .describe import architecture_name
@@ -31,26 +32,16 @@ OTHER_MODELS = ("nnformer", "nnformer_mae", "swin_unetr")
 
 
 def img_size_of(data_cfg: dict) -> tuple[int, ...]:
-    """Network input size from the data section: 3D `roi_size`; 2D `crop` (else `roi_size`, else `resize`)."""
-    dims = int(data_cfg.get("spatial_dims", 2))
-    for key in (("roi_size",) if dims == 3 else ("crop", "roi_size", "resize")):
-        value = data_cfg.get(key)
-        if value is not None:
-            size = tuple(int(v) for v in value) if isinstance(value, Sequence) else (int(value),) * dims
-            if len(size) != dims:
-                raise ValueError(f"data.{key}={value} does not have {dims} entries (spatial_dims={dims}).")
-            return size
-    raise ValueError(f"data section gives no input size ({'roi_size' if dims == 3 else 'crop/roi_size/resize'}).")
+    """Network input size from the data section (`selfmae.data.registry.input_size`: 3D `roi_size`; 2D `crop`,
+    else `roi_size`, else `resize`)."""
+    return input_size(data_cfg)
 
 
 def _out_channels(model_cfg: dict, data_cfg: dict) -> int:
+    """model.out_channels, or (null) what the dataset's labels need (its registry entry; ValueError if unknown)."""
     if model_cfg.get("out_channels") is not None:
         return int(model_cfg["out_channels"])
-    if data_cfg.get("dataset") == "brats":
-        return 3
-    if data_cfg.get("dataset") == "btcv":
-        return int(data_cfg.get("organs", 8)) + 1
-    raise ValueError("model.out_channels is required for this dataset.")
+    return spec_of(data_cfg).out_channels(data_cfg)
 
 
 def build_model(model_cfg: dict, data_cfg: dict) -> nn.Module:
@@ -72,7 +63,7 @@ def _build_vit(name: str, model_cfg: dict, data_cfg: dict) -> nn.Module:
         raise ValueError(f"model.name must be one of {VIT_MODELS + OTHER_MODELS}, got {name!r}.")
     common: dict[str, Any] = dict(
         spatial_dims=int(data_cfg.get("spatial_dims", 2)),
-        in_channels=int(data_cfg.get("in_channels", 1)),
+        in_channels=spec_of(data_cfg).in_channels(data_cfg),
         img_size=img_size_of(data_cfg),
         patch_size=model_cfg.get("patch_size", 16),
         embed_dim=int(model_cfg.get("embed_dim", 768)),
@@ -81,6 +72,10 @@ def _build_vit(name: str, model_cfg: dict, data_cfg: dict) -> nn.Module:
         mlp_ratio=float(model_cfg.get("mlp_ratio", 4.0)),
     )
     if name == "mae":
+        if float(model_cfg.get("drop_path") or 0.0) != 0.0:   # the MAE encoder has no stochastic depth (as MAE's)
+            raise ValueError(f"model.drop_path={model_cfg['drop_path']} is not supported for model mae (its "
+                             "encoder pre-trains without stochastic depth, as facebookresearch/mae); set it to 0.0 "
+                             "and use drop_path when fine-tuning (unetr, vit_classifier)")
         model: nn.Module = MAE(
             **common,
             decoder_embed_dim=int(model_cfg.get("decoder_embed_dim", 256)),
@@ -108,7 +103,7 @@ def _build_other(name: str, model_cfg: dict, data_cfg: dict) -> nn.Module:
     from monai.networks.nets import SwinUNETR
 
     return SwinUNETR(
-        in_channels=int(data_cfg.get("in_channels", 1)),
+        in_channels=spec_of(data_cfg).in_channels(data_cfg),
         out_channels=_out_channels(model_cfg, data_cfg),
         feature_size=int(model_cfg.get("feature_size", 48)),
         spatial_dims=int(data_cfg.get("spatial_dims", 3)),
