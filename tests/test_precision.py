@@ -232,3 +232,21 @@ def test_a_summary_is_reused_under_an_equivalent_setting(monkeypatch, tmp_path):
     assert stored_summary({**auto, "train": {**auto["train"], "lr": 1.0}}, tmp_path) is None   # a real change
     (tmp_path / "run.json").write_text(json.dumps(GPU))                   # had it trained in bf16 on a GPU ...
     assert stored_summary({**cfg, "train": {**cfg["train"], "precision": "fp32"}}, tmp_path) is None
+
+
+def test_the_throughput_benchmark_records_the_machine(monkeypatch):
+    """benchmarks/mae_throughput.py names the machine kind its JSON belongs to (no timing is asserted)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import mae_throughput as mt
+
+    peaks = {"fp32": 180.0, "bf16": 1.0}
+    monkeypatch.setattr(mt, "cpu_has_native_bf16", lambda: True)
+    box = mt.machine("cpu", peaks, 1024)
+    assert box["kind"] == "avx512bf16" and box["cpu_native_bf16"] is True
+    assert box["matmul_peak_gflops"] == peaks and box["threads"] == torch.get_num_threads()
+    assert box["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    monkeypatch.setattr(mt, "cpu_has_native_bf16", lambda: False)
+    assert mt.machine("cpu", peaks, 1024)["kind"] == torch.backends.cpu.get_cpu_capability().lower().replace(" ", "")
