@@ -163,7 +163,7 @@ def legacy_precision_record(record: Mapping[str, Any], run_json: Mapping[str, An
     Those runs resolved `bf16` as `choose_precision` does now (CUDA or a native-bf16 CPU: bf16, else fp32). The
     machine comes from run.json (written by selfmae.experiments at the run's start): `hardware` names a GPU when
     CUDA was visible, and a CPU capability below AVX512 rules native bf16 out (AVX512-BF16 and AMX extend
-    AVX512). Returns a `PrecisionChoice.record()`-like dict, or None where the record cannot tell (no run.json,
+    AVX512; the one blind spot is an ATEN_CPU_CAPABILITY set below the CPU's by hand). Returns a `PrecisionChoice.record()`-like dict, or None where the record cannot tell (no run.json,
     or an AVX512 CPU that may or may not have had native bf16) for a bf16 run.
     """
     train = record.get("config", {}).get("train", {})
