@@ -7,10 +7,20 @@ tried too and its failure, if any, recorded), and reports images/s, the ratio to
 would, ours only the visible patches), the fraction of a matmul peak measured in the same run, and peak memory
 (CUDA: max_memory_allocated; CPU: peak resident memory above the pre-step level, sampled every 2 ms).
 
+The JSON records the machine (`machine`): CPU model, torch's CPU capability, whether the CPU computes bf16
+natively (selfmae.train.device.cpu_has_native_bf16), the x86 flags that decide it, threads, and the measured
+1024^2 matmul peaks in fp32 and bf16. One file per machine kind: mae_throughput_cpu_<kind>.json with kind
+`avx512bf16` (native bf16), `avx512` or `avx2` (bf16 emulated), mae_throughput_cuda.json on a GPU.
+
+On a CPU shared with other work, `--threads 1 --clock cpu` times each step by the CPU time of the timing thread
+(time.thread_time) instead of the wall clock: other processes then slow neither model down, and the wall times are
+kept beside it (`wall_step_s`).
+
     python benchmarks/mae_throughput.py --device cpu --quick
+    python benchmarks/mae_throughput.py --device cpu --threads 1 --clock cpu
     python benchmarks/mae_throughput.py --device cuda --compile
 
-Writes benchmarks/results/mae_throughput_<device>.json and prints a Markdown table.
+Writes benchmarks/results/mae_throughput_<device>[_<kind>].json and prints a Markdown table.
 """
 from __future__ import annotations
 
@@ -32,6 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from selfmae.io import atomic_write_text  # noqa: E402
 from selfmae.models import MAE  # noqa: E402
 from selfmae.models.vit import to_patches  # noqa: E402
+from selfmae.repro import hardware_summary  # noqa: E402
+from selfmae.train.device import cpu_has_native_bf16  # noqa: E402
 
 CONFIGS = {  # name: (spatial_dims, img, patch, (width, depth, heads), (dec width, depth, heads), batch)
     "vitb_2d": (2, 224, 16, (768, 12, 12), (256, 8, 8), 8),
@@ -120,31 +132,58 @@ class RssSampler:
         self.peak = max(self.peak, self.rss())
 
 
+def cpu_flags() -> dict[str, bool]:
+    """The x86 flags that decide the fp32 and bf16 matmul speed, from /proc/cpuinfo (empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    have = set(line.split(":", 1)[-1].split())
+    return {f: f in have for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")}
+
+
+def machine(device: str, peaks: dict, n: int) -> dict:
+    """What the numbers depend on: the processor, its capability and bf16 support, threads, matmul peaks."""
+    native = cpu_has_native_bf16()
+    capability = torch.backends.cpu.get_cpu_capability()
+    kind = "avx512bf16" if native else capability.lower().replace(" ", "")
+    return {
+        "kind": "cuda" if device == "cuda" else kind,
+        "name": hardware_summary() if device == "cuda" else hardware_summary().removeprefix("CPU "),
+        "cpu_capability": capability, "cpu_native_bf16": native, "cpu_flags": cpu_flags(),
+        "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        "matmul_peak_gflops": peaks, "matmul_peak_size": n,
+        "platform": platform.platform(),
+    }
+
+
 def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
 
 
-def matmul_peak(device: str, dtype: torch.dtype, n: int, iters: int) -> float:
+def matmul_peak(device: str, dtype: torch.dtype, n: int, iters: int, clock=time.perf_counter) -> float:
     """Measured dense matmul throughput (GFLOP/s) at size n, the reference for 'fraction of peak'."""
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(2):
         a @ b
     sync(device)
-    t = time.perf_counter()
+    t = clock()
     for _ in range(iters):
         a @ b
     sync(device)
-    return 2 * n**3 * iters / (time.perf_counter() - t) / 1e9
+    return 2 * n**3 * iters / (clock() - t) / 1e9
 
 
 class Variant:
     """One (implementation, precision) at one configuration: model, optimizer, input and a `step()`."""
 
-    def __init__(self, impl: str, precision: str, cfg: tuple, device: str, compile_: bool) -> None:
+    def __init__(self, impl: str, precision: str, cfg: tuple, device: str, compile_: bool, clock: str = "wall") -> None:
         torch.manual_seed(0)
         dims, img, patch, *_, batch = cfg
-        self.device, self.batch, self.times, self.peak = device, batch, [], 0
+        self.device, self.batch, self.times, self.wall, self.peak = device, batch, [], [], 0
+        self.clock = time.thread_time if clock == "cpu" else time.perf_counter
         self.info: dict = {"impl": impl + ("+compile" if compile_ else ""), "precision": precision, "batch": batch}
         self.model = (monai_mae if impl == "monai" else our_mae)(cfg).to(device)
         self.opt = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=1e-4, foreach=True)
@@ -176,26 +215,28 @@ class Variant:
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
         rss.reset()
-        t = time.perf_counter()
+        t, w = self.clock(), time.perf_counter()
         self.step()
         sync(self.device)
-        self.times.append(time.perf_counter() - t)
+        self.times.append(self.clock() - t)
+        self.wall.append(time.perf_counter() - w)
         used = torch.cuda.max_memory_allocated() - base if self.device == "cuda" else rss.read_peak()
         self.peak = max(self.peak, used)
 
     def result(self) -> dict:
         sec = statistics.median(self.times)
-        return {**self.info, "step_s": sec, "step_times": self.times, "images_per_s": self.batch / sec,
+        return {**self.info, "step_s": sec, "step_times": self.times, "wall_step_s": statistics.median(self.wall),
+                "images_per_s": self.batch / sec,
                 "gflops": self.info["gflop_per_step"] / sec, "peak_mem_mb": self.peak / 2**20}
 
 
-def run_config(name: str, variants: list[tuple], device: str, warmup: int, iters: int) -> list[dict]:
+def run_config(name: str, variants: list[tuple], device: str, warmup: int, iters: int, clock: str = "wall") -> list[dict]:
     """Time the variants of one configuration round-robin, step by step, so that a change in machine load
     (other processes on a shared CPU) hits all of them alike; each step's time and memory are its own."""
     live, results = [], []
     for impl, prec, comp in variants:
         try:
-            v = Variant(impl, prec, CONFIGS[name], device, comp)
+            v = Variant(impl, prec, CONFIGS[name], device, comp, clock)
             v.prepare(warmup)
             live.append(v)
         except Exception as e:  # MONAI under bf16 autocast, out of memory, ...
@@ -235,17 +276,26 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--compile", action="store_true", help="also time ours under torch.compile (CUDA)")
     ap.add_argument("--quick", action="store_true", help="3 timed iterations")
     ap.add_argument("--force-bf16", action="store_true", help="run ViT-B under bf16 even where bf16 matmuls are slow")
-    ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/mae_throughput_<device>.json)")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                    help="time steps by the wall clock or by the timing thread's CPU time (CPU, --threads 1)")
+    ap.add_argument("--out", default=None,
+                    help="JSON path (default benchmarks/results/mae_throughput_cuda.json / _cpu_<kind>.json)")
     args = ap.parse_args(argv)
     dev = args.device
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.clock == "cpu" and (dev == "cuda" or torch.get_num_threads() != 1):
+        ap.error("--clock cpu times one thread's work: use it with --device cpu --threads 1")
     cuda = dev == "cuda"
     iters = args.iters or (3 if args.quick else 10 if cuda else 5)
     warmup = max(args.warmup or (5 if cuda else 2), 2)
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32, for both models
     n = 8192 if cuda else 1024
-    peaks = {"fp32": matmul_peak(dev, torch.float32, n, 10 if cuda else 3),
-             "bf16": matmul_peak(dev, torch.bfloat16, n, 10 if cuda else 1)}
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
+    peaks = {"fp32": matmul_peak(dev, torch.float32, n, 10 if cuda else 5, clock),
+             "bf16": matmul_peak(dev, torch.bfloat16, n, 10 if cuda else 1, clock)}
     slow_bf16 = peaks["bf16"] < 0.5 * peaks["fp32"]  # CPUs without AVX512-BF16/AMX emulate it
     load_before = os.getloadavg()
     results = []
@@ -257,7 +307,7 @@ def main(argv: list[str] | None = None) -> dict:
             variants = [v for v in variants if v[1] != "bf16"]
             results.append({"config": name, "impl": "ours", "precision": "bf16",
                             "error": f"skipped: bf16 matmul here runs at {peaks['bf16']:.1f} GFLOP/s (--force-bf16)"})
-        rows = run_config(name, variants, dev, warmup, iters)
+        rows = run_config(name, variants, dev, warmup, iters, args.clock)
         base = next((r["images_per_s"] for r in rows if r["impl"] == "monai" and r["precision"] == "fp32" and "error" not in r), None)
         for r in rows:
             if "error" not in r:
@@ -268,19 +318,21 @@ def main(argv: list[str] | None = None) -> dict:
         results += rows
     import monai
 
+    box = machine(dev, peaks, n)
     report = {
-        "device": torch.cuda.get_device_name() if cuda else platform.processor() or platform.machine(),
+        "device": box["name"], "machine": box,
         "torch": torch.__version__, "monai": monai.__version__, "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
         "matmul_peak_gflops": peaks, "matmul_peak_size": n, "mask_ratio": MASK_RATIO, "iters": iters, "warmup": warmup,
-        "results": results,
+        "clock": "thread CPU time" if args.clock == "cpu" else "wall", "results": results,
     }
     table = markdown(results, peaks)
-    print(f"\nmatmul peak {n}x{n}: fp32 {peaks['fp32']:.1f} GFLOP/s, bf16 {peaks['bf16']:.1f} GFLOP/s; "
+    print(f"\n{box['name']} ({box['kind']}, native bf16: {box['cpu_native_bf16']}, {box['threads']} threads); "
+          f"matmul peak {n}x{n}: fp32 {peaks['fp32']:.1f} GFLOP/s, bf16 {peaks['bf16']:.1f} GFLOP/s; "
           f"load average before/after {load_before[0]:.2f}/{report['loadavg_after'][0]:.2f} on {os.cpu_count()} CPUs\n")
     print(table)
     report["markdown"] = table
-    out = Path(args.out or Path(__file__).parent / "results" / f"mae_throughput_{dev}.json")
+    out = Path(args.out or Path(__file__).parent / "results" / f"mae_throughput_{'cuda' if cuda else 'cpu_' + box['kind']}.json")
     atomic_write_text(out, json.dumps(report, indent=1))
     print(f"\nwrote {out}")
     return report

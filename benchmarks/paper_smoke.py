@@ -22,6 +22,7 @@ from selfmae.config import load_config
 from selfmae.io import atomic_write_text
 from selfmae.models import build_model
 from selfmae.repro import hardware_summary, run_metadata
+from selfmae.train import choose_precision
 
 EXPERIMENTS = ["pretrain_cxr14", "finetune_cxr14", "pretrain_btcv", "finetune_btcv", "pretrain_brats",
                "finetune_brats", "pretrain_nnformer_btcv", "finetune_nnformer_btcv", "finetune_swinunetr_btcv"]
@@ -63,7 +64,7 @@ def measure(experiment: str, profile: str, device: torch.device, steps: int, com
         model = torch.compile(model)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["train"]["lr"], betas=tuple(cfg["train"]["betas"]))
     x, y = batch_for(cfg, device)
-    dtype = torch.bfloat16 if cfg["train"]["precision"] == "bf16" else None
+    dtype = choose_precision(cfg["train"]["precision"], device, model).dtype
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = []

@@ -200,12 +200,27 @@ def run_finetune(cfg: Mapping, out_dir: str | Path | None = None, force: bool = 
 
 
 def stored_summary(cfg: Mapping, out_dir: str | Path) -> dict | None:
-    """The summary.json of a finished fine-tuning of exactly this config in `out_dir`, else None."""
+    """The summary.json of a finished fine-tuning of exactly this config in `out_dir`, else None.
+
+    A summary written under another train.precision setting still answers when the finished training run trained in
+    what this config's setting resolves to there (the engine's rule, `selfmae.train.finished_run_precision_diff`;
+    e.g. `bf16` that fell back to fp32 on an AVX2 CPU answers `auto`): evaluation itself always runs in fp32."""
     path = Path(out_dir) / "summary.json"
     if not path.exists():
         return None
     stored = json.loads(path.read_text())
-    return stored if stored.get("config_hash") == config_hash(cfg) else None
+    if stored.get("config_hash") == config_hash(cfg):
+        return stored
+    from selfmae.train import finished_run_precision_diff, resolve_device
+
+    done = Path(out_dir) / "done.json"
+    record = json.loads(done.read_text()) if done.exists() else {}
+    was = record.get("config", {}).get("train", {}).get("precision", "bf16")
+    same_but_precision = {**cfg, "train": {**cfg["train"], "precision": was}}
+    if not record or stored.get("config_hash") != config_hash(same_but_precision):
+        return None
+    device = resolve_device(cfg["train"]["device"])
+    return stored if finished_run_precision_diff(out_dir, cfg["train"]["precision"], device) is None else None
 
 
 def eval_split(datasets: Mapping) -> str:

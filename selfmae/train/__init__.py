@@ -4,7 +4,8 @@
                  run_config={"data": cfg["data"], "model": cfg["model"]})
 """
 from .checkpoint import capture_rng, check_state_fits, load_checkpoint, load_model_weights, restore_rng
-from .device import cpu_has_native_bf16, resolve_device, resolve_precision
+from .device import (PrecisionChoice, choose_precision, cpu_has_native_bf16, finished_run_precision_diff,
+                      resolve_device, resolve_precision)
 from .distributed import DistInfo, env_dist_info
 from .engine import RunResult, fit
 from .errors import CheckpointError, OutputDirError, TrainConfigError
@@ -17,6 +18,7 @@ __all__ = [
     "TRAIN_DEFAULTS", "resolve_train_cfg", "incompatible_keys",
     "build_optimizer", "build_scheduler", "simple_param_groups", "WarmupCosine",
     "load_checkpoint", "load_model_weights", "check_state_fits", "capture_rng", "restore_rng",
-    "resolve_device", "resolve_precision", "cpu_has_native_bf16", "DistInfo", "env_dist_info",
+    "resolve_device", "resolve_precision", "choose_precision", "PrecisionChoice",
+    "finished_run_precision_diff", "cpu_has_native_bf16", "DistInfo", "env_dist_info",
     "TrainConfigError", "CheckpointError", "OutputDirError",
 ]

@@ -5,9 +5,13 @@ A run folder holds:
     metrics.csv         one row per epoch: epoch, step, train_loss, lr, validation metrics, seconds, samples_per_s
     run_config.json     the resolved train settings (+ the data/model sections passed as run_config)
     tensorboard/        events, when tensorboard is importable and train.tensorboard is true
-    done.json           written last: the RunResult of a finished run
+    done.json           written last: the RunResult of a finished run, and `precision`: what train.precision
+                        became (device.PrecisionChoice.record(): setting, used, reason, ...; `segments` lists the
+                        precision of every resumed segment)
 Re-running fit on a finished folder returns the stored result (skipped=True) without training, unless force=True,
-which first moves everything in the folder into `previous-<timestamp>/` (nothing is deleted). A folder with a
+which first moves everything in the folder into `previous-<timestamp>/` (nothing is deleted). A finished run
+with another train.precision setting is reused only when it trained in what that setting resolves to on the machine
+that ran it (device.finished_precision_diff): a bf16 run that fell back to fp32 answers `auto`/`fp32`. A folder with a
 checkpoint but no done.json is resumed (resume=True) and continues exactly as if never stopped: the data order
 and augmentations are a pure function of (seed, epoch, rank), a mid-epoch checkpoint replays the data of the
 batches already consumed (no compute) and then restores every RNG. The lr schedule spans train.epochs;
@@ -39,7 +43,7 @@ from selfmae.repro import seed_everything
 
 from . import distributed as D
 from .checkpoint import capture_rng, check_state_fits, load_checkpoint, restore_rng, save_checkpoint
-from .device import autocast, resolve_device, resolve_precision
+from .device import PrecisionChoice, announce, autocast, choose_precision, finished_precision_diff, resolve_device
 from .errors import CheckpointError, OutputDirError, TrainConfigError
 from .logs import RunLog, progress_bar, progress_enabled
 from .schedule import build_optimizer, build_scheduler
@@ -114,12 +118,23 @@ def _archive(out_dir: Path) -> Path | None:
     return dest
 
 
-def _prepare_out_dir(out_dir: Path, config: dict, *, force: bool, resume: bool) -> RunResult | None:
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _prepare_out_dir(out_dir: Path, config: dict, *, force: bool, resume: bool,
+                     precision: PrecisionChoice | None = None) -> RunResult | None:
     """Apply the finished/force/resume rules; returns the stored RunResult when the run is already done."""
     done = out_dir / "done.json"
     if done.exists() and not force:
         record = json.loads(done.read_text())
         diffs = incompatible_keys(record["config"], config, strict=True)
+        if precision is not None:  # compared by what it trained in, not by the words of the setting
+            why = finished_precision_diff(record, precision, _read_json(out_dir / "run.json"))
+            diffs = [d for d in diffs if d != "train.precision"] + ([why] if why else [])
         if diffs:
             raise TrainConfigError(f"{out_dir} holds a finished run with different settings ({', '.join(diffs)}); "
                                    "use another out_dir or force=True to archive it and re-run")
@@ -207,12 +222,13 @@ def fit(model: nn.Module, task: Task, train_ds: Dataset, val_ds: Dataset | None,
     config = stored_config(cfg, run_config)
     info = D.env_dist_info()
     device = resolve_device(cfg["device"], info.local_rank)
+    precision = choose_precision(cfg["precision"], device, model)
     info = D.init_distributed(info, device)
     try:
         decision: tuple[str, Any] = ("ok", None)
         if info.is_main:
             try:
-                decision = ("ok", _prepare_out_dir(out_dir, config, force=force, resume=resume))
+                decision = ("ok", _prepare_out_dir(out_dir, config, force=force, resume=resume, precision=precision))
             except Exception as err:  # every rank must raise, not wait for rank 0
                 decision = ("error", err)
         decision = D.broadcast_object(decision, info)
@@ -220,16 +236,19 @@ def fit(model: nn.Module, task: Task, train_ds: Dataset, val_ds: Dataset | None,
             raise decision[1]
         if decision[1] is not None:
             return decision[1]
-        return _train(model, task, train_ds, val_ds, cfg, config, out_dir, info, device, on_step)
+        return _train(model, task, train_ds, val_ds, cfg, config, out_dir, info, device, on_step, precision)
     finally:
         D.shutdown(info)
 
 
 def _train(model: nn.Module, task: Task, train_ds: Dataset, val_ds: Dataset | None, cfg: dict, config: dict,
            out_dir: Path, info: D.DistInfo, device: torch.device,
-           on_step: Callable[[int], None] | None) -> RunResult:
+           on_step: Callable[[int], None] | None, precision: PrecisionChoice) -> RunResult:
     seed_everything(cfg["seed"] + info.rank, cfg["deterministic"])   # per-rank streams: different masks/dropout
-    dtype = resolve_precision(cfg["precision"], device)
+    dtype = precision.dtype
+    if info.is_main:
+        announce(precision)
+    segments: list[str] = []   # the precision of each segment of a resumed run, oldest first
     model.to(device)
     optimizer = build_optimizer(model, cfg)
     n_batches = _batches_per_epoch(train_ds, cfg, info)
@@ -256,6 +275,7 @@ def _train(model: nn.Module, task: Task, train_ds: Dataset, val_ds: Dataset | No
                                   f"groups ({err})") from err
         prog = _Progress(ck["epoch"], ck["batch_in_epoch"], ck["step"], ck["best_metric"], ck["best_epoch"],
                          list(ck["history"]))
+        segments = list((ck.get("precision") or {}).get("segments", ["unknown"]))
         if len(ck["rng"]) == info.world_size:
             rng_to_restore, prog.epoch_acc = ck["rng"][info.rank], dict(ck["epoch_acc"][info.rank])
         else:
@@ -263,6 +283,8 @@ def _train(model: nn.Module, task: Task, train_ds: Dataset, val_ds: Dataset | No
                         "and the partial epoch's loss is not carried over", last_path, len(ck["rng"]),
                         info.world_size)
         log.info("resuming %s at epoch %d, batch %d, step %d", out_dir, prog.epoch + 1, prog.batch_in_epoch, prog.step)
+    segments += [] if segments[-1:] == [precision.used] else [precision.used]
+    precision_record = {**precision.record(), "segments": segments}
     if info.is_main:
         atomic_write_text(out_dir / "run_config.json", json.dumps(config, indent=2, default=str) + "\n")
 
@@ -280,7 +302,7 @@ def _train(model: nn.Module, task: Task, train_ds: Dataset, val_ds: Dataset | No
                              "step": prog.step, "config": config,
                              "best_metric": prog.best_metric, "best_epoch": prog.best_epoch,
                              "main_metric": task.main_metric, "history": prog.history,
-                             "world_size": info.world_size}, path)
+                             "world_size": info.world_size, "precision": precision_record}, path)
 
     stopped = cfg["max_steps"] is not None and prog.step >= cfg["max_steps"]
     accum = cfg["accum_steps"]
@@ -350,7 +372,7 @@ def _train(model: nn.Module, task: Task, train_ds: Dataset, val_ds: Dataset | No
                        best_epoch=prog.best_epoch, steps=prog.step)
     if info.is_main:
         done = {"finished": datetime.now().isoformat(timespec="seconds"), "config": config,
-                "result": result.to_json()}
+                "precision": precision_record, "result": result.to_json()}
         atomic_write_text(out_dir / "done.json", json.dumps(done, indent=2, default=str) + "\n")
     D.barrier(info)
     return result

@@ -49,8 +49,8 @@ def simple_param_groups(model: nn.Module, weight_decay: float) -> list[dict[str,
 
 
 def build_optimizer(model: nn.Module, train_cfg: Mapping[str, Any]) -> torch.optim.AdamW:
-    """AdamW over `selfmae.models.layer_decay.param_groups` with `train.layer_decay`, else `simple_param_groups`;
-    a group's lr is lr x its `lr_scale` (layer decay) unless it sets `lr` itself."""
+    """AdamW (foreach) over `selfmae.models.layer_decay.param_groups` with `train.layer_decay`, else
+    `simple_param_groups`; a group's lr is lr x its `lr_scale` (layer decay) unless it sets `lr` itself."""
     lr, weight_decay = float(train_cfg["lr"]), float(train_cfg["weight_decay"])
     layer_decay = train_cfg.get("layer_decay")
     if layer_decay is None:
@@ -63,7 +63,9 @@ def build_optimizer(model: nn.Module, train_cfg: Mapping[str, Any]) -> torch.opt
     groups = [g for g in groups if g["params"]]
     for g in groups:
         g.setdefault("lr", lr * float(g.get("lr_scale", 1.0)))
-    return torch.optim.AdamW(groups, lr=lr, betas=tuple(train_cfg["betas"]), weight_decay=weight_decay)
+    # foreach: one multi-tensor op per update term instead of a loop over parameters (the default on CPU), the
+    # same bits (tests/test_precision.py); `fused` would be faster still but rounds differently
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(train_cfg["betas"]), weight_decay=weight_decay, foreach=True)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int

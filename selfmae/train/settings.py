@@ -20,7 +20,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "layer_decay": None,        # None = no layer-wise lr decay
     "accum_steps": 1,
     "clip_grad": None,          # max grad norm, None = no clipping
-    "precision": "bf16",        # bf16 | fp32
+    "precision": "auto",        # auto | bf16 | fp32 (device.choose_precision: auto = bf16 where measured faster)
     "max_steps": None,          # stop after this many optimiser steps in total (smoke runs)
     "val_every": 1,             # epochs; the last epoch (and a max_steps stop) is always validated
     "seed": 0,
@@ -57,8 +57,8 @@ def resolve_train_cfg(train_cfg: Mapping[str, Any] | None) -> dict[str, Any]:
     for key in ("max_steps", "ckpt_every_steps", "val_batch_size"):
         if cfg[key] is not None and (not isinstance(cfg[key], int) or cfg[key] < 1):
             raise TrainConfigError(f"train.{key} must be null or a positive integer, got {cfg[key]!r}")
-    if cfg["precision"] not in ("bf16", "fp32"):
-        raise TrainConfigError(f"train.precision must be 'bf16' or 'fp32', got {cfg['precision']!r}")
+    if cfg["precision"] not in ("auto", "bf16", "fp32"):
+        raise TrainConfigError(f"train.precision must be 'auto', 'bf16' or 'fp32', got {cfg['precision']!r}")
     if len(cfg["betas"]) != 2:
         raise TrainConfigError(f"train.betas must hold two numbers, got {cfg['betas']!r}")
     cfg["betas"] = [float(b) for b in cfg["betas"]]
