@@ -1,0 +1,162 @@
+"""The explorer's models: discovering MAE checkpoints under a runs folder and describing them, choosing the one an
+image opens on (`default_checkpoint`), and building the model (`build_explorer_model`: a checkpoint's MAE, or an
+untrained one with fixed weights)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+from selfmae.explore.sources import ExplorerError, LoadedImage, image_kind
+from selfmae.repro import REPO_ROOT
+
+UNTRAINED = "untrained"
+
+# the config an "untrained" model is built from, by image kind (`image_kind`)
+UNTRAINED_EXPERIMENT = {"medmnist": "pretrain_medmnist", "medmnist3d": "pretrain_medmnist3d", 2: "pretrain_cxr14",
+                        3: "pretrain_btcv"}
+# where pre-training runs leave their checkpoints (relative to runs/<profile>)
+CHECKPOINT_PATTERNS = ("pretrain_*/last.pt", "pretrain_*/*/last.pt", "ablation_*/mask*/pretrain/last.pt")
+# the pre-training runs the explorer opens on, best first, by image kind (notebooks 12/02 for 2D, 03/04 for 3D,
+# 14 for MedMNIST 3D volumes)
+PREFERRED_RUNS = {"medmnist": ("pretrain_medmnist", "pretrain_cxr14"), 2: ("pretrain_cxr14", "pretrain_medmnist"),
+                  "medmnist3d": ("pretrain_medmnist3d", "pretrain_btcv", "pretrain_brats"),
+                  3: ("pretrain_btcv", "pretrain_brats")}
+
+
+@dataclass
+class ModelEntry:
+    model: torch.nn.Module
+    cfg: dict
+    label: str
+    trained: bool = False
+    description: str = ""   # which model, said in full: checkpoint, epochs, steps, loss, architecture
+
+    @property
+    def spatial_dims(self) -> int:
+        return int(self.cfg["data"]["spatial_dims"])
+
+
+def _read_run_config(checkpoint: Path) -> dict:
+    """The data/model sections of the run that wrote `checkpoint`: config.yaml beside it, else the checkpoint's own."""
+    import yaml
+
+    cfg_path = checkpoint.parent / "config.yaml"
+    if cfg_path.is_file():
+        cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+    else:
+        from selfmae.train import CheckpointError, load_checkpoint
+
+        try:
+            cfg = load_checkpoint(checkpoint).get("config") or {}
+        except CheckpointError as err:
+            raise ExplorerError(str(err)) from None
+    if "data" not in cfg or "model" not in cfg:
+        raise ExplorerError(f"{checkpoint}: no config.yaml beside it and no data/model config inside it, so the "
+                            "explorer cannot tell which model to build")
+    if cfg["model"].get("name") != "mae":
+        raise ExplorerError(f"{checkpoint}: a {cfg['model'].get('name')!r} checkpoint; the explorer needs an MAE "
+                            "pre-training checkpoint (pretrain_*/last.pt)")
+    return cfg
+
+
+def discover_checkpoints(runs_dir: str | Path) -> dict[str, Path]:
+    """MAE checkpoints under runs_dir (pretrain_*/last.pt, ablation_*/mask*/pretrain/last.pt), labelled with
+    their dimensionality and pre-training mask ratio, e.g. 'pretrain_btcv · 3D · mask 12.5 %'."""
+    runs_dir = Path(runs_dir)
+    found: dict[str, Path] = {}
+    for pattern in CHECKPOINT_PATTERNS:
+        for path in sorted(runs_dir.glob(pattern)):
+            label = str(path.parent.relative_to(runs_dir))
+            try:
+                cfg = _read_run_config(path)
+                label += f" · {cfg['data']['spatial_dims']}D · mask {100 * float(cfg['model']['mask_ratio']):g} %"
+            except (ExplorerError, OSError, KeyError, TypeError, ValueError):
+                label += " · (no config)"
+            found[label] = path
+    return found
+
+
+def checkpoint_dims(checkpoint: str | Path) -> int | None:
+    """2 or 3 for a checkpoint with a readable config, None for 'untrained' or an unreadable one."""
+    if str(checkpoint) == UNTRAINED:
+        return None
+    try:
+        return int(_read_run_config(Path(checkpoint))["data"]["spatial_dims"])
+    except (ExplorerError, OSError, KeyError, TypeError, ValueError):
+        return None
+
+
+def default_checkpoint(image: LoadedImage, runs_dir: str | Path) -> Path | str:
+    """The checkpoint the explorer opens on for `image`: the last.pt of the pre-training notebook that fits it
+    (PREFERRED_RUNS: PneumoniaMNIST -> pretrain_medmnist, other 2D -> pretrain_cxr14, MedMNIST 3D volumes ->
+    pretrain_medmnist3d, other volumes -> pretrain_btcv, then pretrain_brats), else any other MAE checkpoint of the
+    image's dimensions under runs_dir (e.g. an ablation run), else UNTRAINED: untrained only when nothing has run."""
+    runs_dir = Path(runs_dir)
+    preferred = [runs_dir / name / "last.pt" for name in PREFERRED_RUNS[image_kind(image)]]
+    others = [p for p in discover_checkpoints(runs_dir).values() if p not in preferred] if runs_dir.is_dir() else []
+    for path in preferred + others:
+        if path.is_file() and checkpoint_dims(path) == image.spatial_dims:
+            return path
+    return UNTRAINED
+
+
+def _shown_path(path: Path) -> str:
+    """A checkpoint path as labels show it: relative to the repository when inside it."""
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _trained_description(path: Path, state: Mapping, cfg: Mapping) -> str:
+    """'trained MAE: runs/tiny/pretrain_cxr14/last.pt · 8 epochs, 48 optimiser steps · validation masked-patch
+    loss 0.412 · MAE (ViT 4x64, patch 8; decoder 2x32), mask 75 %' (what the checkpoint itself records)."""
+    from selfmae.models import architecture_name
+
+    history = state.get("history") or []
+    losses = [row["val_loss"] for row in history if isinstance(row, Mapping) and row.get("val_loss") is not None]
+    parts = [f"trained MAE: {_shown_path(path)}",
+             f"{len(history)} epochs, {int(state.get('step') or 0)} optimiser steps"]
+    if losses:
+        parts.append(f"validation masked-patch loss {float(losses[-1]):.3f}")
+    parts.append(f"{architecture_name(cfg['model'])}, mask {100 * float(cfg['model']['mask_ratio']):g} %")
+    return " · ".join(parts)
+
+
+def build_explorer_model(checkpoint: str | Path, image: LoadedImage, profile: str = "tiny") -> ModelEntry:
+    """An MAE in eval mode: weights from `checkpoint`, or UNTRAINED (a fixed-seed tiny MAE for the image's kind)."""
+    from selfmae.config import load_config
+    from selfmae.models import build_model
+
+    if str(checkpoint) == UNTRAINED:
+        experiment = UNTRAINED_EXPERIMENT[image_kind(image)]
+        cfg = load_config(experiment, profile)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = build_model(cfg["model"], cfg["data"])
+        from selfmae.models import architecture_name
+
+        return ModelEntry(model.eval(), cfg, f"untrained ({experiment}, {profile})", trained=False,
+                          description=f"untrained: random weights, {architecture_name(cfg['model'])} "
+                                      f"({experiment}, {profile})")
+    path = Path(checkpoint).expanduser()
+    if not path.is_file():
+        raise ExplorerError(f"checkpoint not found: {path} — run the pre-training notebook that writes it "
+                            "(02/03/04, 08, 12 or 14) or choose 'untrained'")
+    from selfmae.train import CheckpointError, check_state_fits, load_checkpoint
+
+    try:
+        state = load_checkpoint(path)
+        cfg = _read_run_config(path)
+        model = build_model({k: v for k, v in cfg["model"].items() if k not in ("init", "pretrained")}, cfg["data"])
+        check_state_fits(model, state["model"], path)
+    except CheckpointError as err:
+        raise ExplorerError(str(err)) from None
+    model.load_state_dict(state["model"])
+    run = path.parent.parent if path.parent.name == "pretrain" else path.parent   # ablation_*/mask*/pretrain
+    return ModelEntry(model.eval(), cfg, f"{run.name} (MAE, mask {100 * float(cfg['model']['mask_ratio']):g} %)",
+                      trained=True, description=_trained_description(path, state, cfg))
+
