@@ -1,0 +1,141 @@
+"""The stages of one run: train a config (pre-training or fine-tuning) into its run folder, fine-tune then
+evaluate, evaluate a checkpoint (`summary.json`, per-case CSV), and read back a finished run's summary."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+import torch
+
+from selfmae.config import config_hash, save_run_record
+from selfmae.data.registry import dataset_spec
+from selfmae.experiments.build import build_data, build_model_for, eval_classes, make_task
+from selfmae.io import atomic_write_text
+from selfmae.repro import REPO_ROOT, seed_everything
+
+
+def default_run_dir(cfg: Mapping) -> Path:
+    """Where the notebooks put this run: runs/<profile>/<experiment> for pre-training,
+    runs/<profile>/<experiment>/<init>/seed<N> for fine-tuning (the CLI uses the same places); runs on other
+    than the default data go under runs/<profile>/data-<tag>/ (`selfmae.provenance.data_tag`)."""
+    from selfmae.provenance import data_tag
+
+    tag = data_tag(cfg["data"].get("data_dir"))
+    root = REPO_ROOT / "runs" / cfg["profile"] / (f"data-{tag}" if tag else "") / cfg["experiment"]
+    if cfg["task"] == "pretrain":
+        return root
+    return root / cfg["model"].get("init", "scratch") / f"seed{cfg['train']['seed']}"
+
+
+def run_training(cfg: Mapping, out_dir: str | Path | None = None, force: bool = False,
+                 datasets: Mapping | None = None):
+    """Train one config (pre-training or fine-tuning) into `out_dir`; returns the engine's RunResult.
+
+    `datasets` lets a study reuse cached datasets across methods and seeds (built here when None). A finished
+    run folder is not trained again (the engine returns the stored result) unless `force`.
+    """
+    from selfmae.train import fit
+
+    cfg = copy.deepcopy(dict(cfg))
+    out_dir = Path(out_dir or default_run_dir(cfg))
+    seed_record = seed_everything(cfg["train"]["seed"])
+    datasets = datasets or build_data(cfg)
+    model = build_model_for(cfg)
+    if not (out_dir / "done.json").exists() or force:
+        save_run_record(cfg, out_dir, extra=seed_record)
+    return fit(model, make_task(cfg), datasets["train"], datasets["val"], cfg["train"], out_dir, force=force,
+               run_config={"data": cfg["data"], "model": cfg["model"]})
+
+
+
+run_pretrain = run_training
+
+
+def run_finetune(cfg: Mapping, out_dir: str | Path | None = None, force: bool = False,
+                 datasets: Mapping | None = None) -> dict:
+    """Fine-tune, then evaluate the best checkpoint on the evaluation split; returns (and stores) the summary."""
+    out_dir = Path(out_dir or default_run_dir(cfg))
+    stored = None if force else stored_summary(cfg, out_dir)
+    if stored is not None:
+        return stored
+    # a changed config falls through: the engine refuses a finished run with other settings unless forced
+    datasets = datasets or build_data(cfg)
+    result = run_training(cfg, out_dir, force=force, datasets=datasets)
+    return run_evaluate(cfg, result.best_ckpt, out_dir, datasets=datasets)
+
+
+def stored_summary(cfg: Mapping, out_dir: str | Path) -> dict | None:
+    """The summary.json of a finished fine-tuning of exactly this config in `out_dir`, else None.
+
+    A summary written under another train.precision setting still answers when the finished training run trained in
+    what this config's setting resolves to there (the engine's rule, `selfmae.train.finished_run_precision_diff`;
+    e.g. `bf16` that fell back to fp32 on an AVX2 CPU answers `auto`): evaluation itself always runs in fp32."""
+    path = Path(out_dir) / "summary.json"
+    if not path.exists():
+        return None
+    stored = json.loads(path.read_text())
+    if stored.get("config_hash") == config_hash(cfg):
+        return stored
+    from selfmae.train import finished_run_precision_diff, resolve_device
+
+    done = Path(out_dir) / "done.json"
+    record = json.loads(done.read_text()) if done.exists() else {}
+    was = record.get("config", {}).get("train", {}).get("precision", "bf16")
+    same_but_precision = {**cfg, "train": {**cfg["train"], "precision": was}}
+    if not record or stored.get("config_hash") != config_hash(same_but_precision):
+        return None
+    device = resolve_device(cfg["train"]["device"])
+    return stored if finished_run_precision_diff(out_dir, cfg["train"]["precision"], device) is None else None
+
+
+def eval_split(datasets: Mapping) -> str:
+    """CXR14 is scored on the official test list; BTCV/BraTS on their validation split (as the paper)."""
+    return "test" if "test" in datasets else "val"
+
+
+def run_evaluate(cfg: Mapping, checkpoint: str | Path, out_dir: str | Path | None = None,
+                 datasets: Mapping | None = None) -> dict:
+    """Evaluate `checkpoint` on the evaluation split: a per-case (per-label for CXR14) CSV and a flat
+    summary.json (`dice`, `hd95`, `dice/<organ>`, ... or `mAUC`, `auc/<label>`) in `out_dir`."""
+    from monai.data import DataLoader
+
+    from selfmae.eval import evaluate_segmentation
+    from selfmae.train import load_model_weights, resolve_device
+
+    out_dir = Path(out_dir or Path(checkpoint).parent)
+    datasets = datasets or build_data(cfg)
+    model = build_model_for(dict(cfg, model=dict(cfg["model"], init="scratch")))
+    load_model_weights(model, checkpoint)
+    device = resolve_device(cfg["train"]["device"])
+    model = model.to(device).eval()
+    split = eval_split(datasets)
+    csv_path = out_dir / f"per_case_{split}.csv"
+    with torch.no_grad():
+        if cfg["task"] == "segment":
+            names, indices = eval_classes(cfg["data"])
+            ev = cfg.get("eval") or {}
+            loader = DataLoader(datasets[split], batch_size=1, num_workers=0)
+            metrics = evaluate_segmentation(
+                model, loader, kind=dataset_spec(cfg["data"]).segmentation_kind, roi_size=cfg["data"]["roi_size"], class_names=names,
+                class_indices=indices, spacing=cfg["data"].get("spacing"), sw_batch_size=ev.get("sw_batch_size", 1),
+                overlap=ev.get("overlap", 0.5), device=device, out_csv=csv_path).summary
+        else:
+            loader = DataLoader(datasets[split], batch_size=cfg["train"]["batch_size"], num_workers=0)
+            metrics = make_task(cfg).evaluate(model, loader, device)
+            per_label = [{"label": k.split("/", 1)[1], "auc": v} for k, v in metrics.items() if k.startswith("auc/")]
+            atomic_write_text(csv_path, pd.DataFrame(per_label).to_csv(index=False))
+    summary = {"experiment": cfg["experiment"], "config_hash": config_hash(cfg), "split": split,
+               "checkpoint": str(checkpoint),
+               "seed": cfg["train"]["seed"], "init": cfg["model"].get("init", "scratch"), **metrics}
+    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, default=float))
+    return summary
+
+
+def summary(result: Any) -> dict:
+    """A printable summary of a RunResult (CLI output)."""
+    return {"out_dir": str(result.out_dir), "best_metric": result.best_metric, "last_ckpt": str(result.last_ckpt),
+            "best_ckpt": str(result.best_ckpt), "epochs": len(result.history)}
+
