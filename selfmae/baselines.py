@@ -112,15 +112,17 @@ def intensity_voxel_classifier(train, val, kind: str, class_names: Sequence[str]
                                seed: int = 0) -> dict:
     """Per-voxel classifier on intensities only (scikit-learn HistGradientBoostingClassifier), scored by Dice.
 
-    train: training crops {"image": (C, *S), "label": ...}; val: whole validation volumes. Foreground voxels are
-    kept with priority when sub-sampling to `max_voxels`. kind: "btcv" (labels (1, *S) ids; `class_indices` are
-    the ids scored) or "brats" (labels (3, *S) TC/WT/ET). Returns {"dice": mean, "dice/<name>": ..., "n_cases"}
+    train: training crops {"image": (C, *S), "label": ...}, its random transforms seeded with `seed` (MONAI
+    `set_rnd`); val: whole validation volumes. Foreground voxels are kept with priority when sub-sampling to
+    `max_voxels`. kind: "btcv" (labels (1, *S) ids; `class_indices` are the ids scored) or "brats" (labels (3, *S) TC/WT/ET). Returns {"dice": mean, "dice/<name>": ..., "n_cases"}
     under `selfmae.eval.metrics`' conventions (a missed structure scores 0).
     """
+    from monai.data.utils import set_rnd
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     from selfmae.eval import dice_hd95, summarize_segmentation
 
+    set_rnd(train, seed)   # the training crops are random: seeded, the reference is the same number every run
     rng = np.random.default_rng(seed)
     feats, targets = [], []
     for item in _items(train):
