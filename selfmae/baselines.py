@@ -115,7 +115,8 @@ def intensity_voxel_classifier(train, val, kind: str, class_names: Sequence[str]
     train: training crops {"image": (C, *S), "label": ...}, its random transforms seeded with `seed` (MONAI
     `set_rnd`); val: whole validation volumes. Foreground voxels are kept with priority when sub-sampling to
     `max_voxels`. kind: "btcv" (labels (1, *S) ids; `class_indices` are the ids scored) or "brats" (labels
-    (3, *S) TC/WT/ET). Returns {"dice": mean, "dice/<name>": ..., "n_cases"} under `selfmae.eval.metrics`' conventions (a missed structure scores 0).
+    (3, *S) TC/WT/ET). Returns {"dice": mean, "dice/<name>": ..., "n_cases"} under `selfmae.eval.metrics`'
+    conventions (a missed structure scores 0).
     """
     from monai.data.utils import set_rnd
     from sklearn.ensemble import HistGradientBoostingClassifier
