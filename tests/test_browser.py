@@ -150,10 +150,16 @@ def _run_all_cells(driver, wait) -> None:
 
 
 def _status(driver) -> str:
+    """The explorer's status line; "" while it is being redrawn (the widget replaces the element on each update, so
+    one found a moment ago can be gone: the waits that call this simply poll again)."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
-    found = driver.find_elements(By.CSS_SELECTOR, ".selfmae-explorer .selfmae-status")
-    return found[0].text if found else ""
+    try:
+        found = driver.find_elements(By.CSS_SELECTOR, ".selfmae-explorer .selfmae-status")
+        return found[0].text if found else ""
+    except StaleElementReferenceException:
+        return ""
 
 
 @contextlib.contextmanager
@@ -210,9 +216,17 @@ def _explorer_in_jupyterlab(tmp_path: Path, source: str, mask_ratio: float):
 
 
 def _images(driver) -> list[str]:
+    """The five panels' image sources, re-read if a panel is replaced while they are being read."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
-    return [img.get_attribute("src") for img in driver.find_elements(By.CSS_SELECTOR, ".selfmae-explorer img")]
+    for _ in range(10):
+        try:
+            return [img.get_attribute("src")
+                    for img in driver.find_elements(By.CSS_SELECTOR, ".selfmae-explorer img")]
+        except StaleElementReferenceException:
+            time.sleep(0.2)
+    raise AssertionError("the explorer's panels kept being replaced for 2 s")
 
 
 def _press(driver, slider_index: int, key: str, times: int) -> None:
