@@ -4,8 +4,9 @@ has to give the same masks, losses, gradients and figures as the code that train
 Below is a frozen copy of both MAEs' masking, norm-pix targets, loss and `reconstruct` as they were before the
 shared core (`selfmae.models.mim`; the code of commit 423183a). Each test runs the model and the frozen copy on
 the same weights, input and seed and asks for equality to the bit (`torch.equal`) in fp32; the golden masks and
-losses were computed by that code (masks are exact on any machine; losses within 1e-6, since a CPU's vector width
-can move the last bits of a reduction - the bitwise check is the comparison with the frozen copy).
+losses were computed by that code (masks are exact on any machine; losses within 1e-4 relative, since another CPU
+kind's matmul kernels and vector width move the last bits of every layer - a changed mask or target moves a loss
+by far more; the bitwise check is the comparison with the frozen copy).
 """
 from __future__ import annotations
 
@@ -229,7 +230,7 @@ def test_vit_mae_is_unchanged(dims, channels, ratio, norm_pix):
     loss, _, mask, _ = _assert_same(model, x, 7, _old_vit_forward, _old_vit_reconstruct, ratio)
     hidden, want = VIT_GOLDEN[dims, channels, ratio, norm_pix]
     assert _hidden(mask) == hidden
-    assert loss.item() == pytest.approx(want, rel=1e-6, abs=0)
+    assert loss.item() == pytest.approx(want, rel=1e-4, abs=0)
 
 
 @pytest.mark.parametrize("channels,ratio,norm_pix", [(1, 0.75, True), (2, 0.5, False), (1, 0.125, True)])
@@ -239,7 +240,7 @@ def test_nnformer_mae_is_unchanged(channels, ratio, norm_pix):
     loss, _, mask, _ = _assert_same(model, x, 7, _old_nn_forward, _old_nn_reconstruct, ratio)
     hidden, want = NN_GOLDEN[channels, ratio, norm_pix]
     assert _hidden(mask) == hidden
-    assert loss.item() == pytest.approx(want, rel=1e-6, abs=0)
+    assert loss.item() == pytest.approx(want, rel=1e-4, abs=0)
 
 
 def test_default_ratio_and_state_dict_keys_are_unchanged():
