@@ -163,8 +163,9 @@ def legacy_precision_record(record: Mapping[str, Any], run_json: Mapping[str, An
     Those runs resolved `bf16` as `choose_precision` does now (CUDA or a native-bf16 CPU: bf16, else fp32). The
     machine comes from run.json (written by selfmae.experiments at the run's start): `hardware` names a GPU when
     CUDA was visible, and a CPU capability below AVX512 rules native bf16 out (AVX512-BF16 and AMX extend
-    AVX512; the one blind spot is an ATEN_CPU_CAPABILITY set below the CPU's by hand). Returns a `PrecisionChoice.record()`-like dict, or None where the record cannot tell (no run.json,
-    or an AVX512 CPU that may or may not have had native bf16) for a bf16 run.
+    AVX512; the one blind spot is an ATEN_CPU_CAPABILITY set below the CPU's by hand). Returns a
+    `PrecisionChoice.record()`-like dict, or None where the record cannot tell (no run.json, or an AVX512 CPU that
+    may or may not have had native bf16) for a bf16 run.
     """
     train = record.get("config", {}).get("train", {})
     setting = train.get("precision", "bf16")
@@ -221,16 +222,19 @@ def finished_run_precision_diff(out_dir: str | Path, setting: str, device: torch
     """`finished_precision_diff` for the finished run in `out_dir` (its done.json and run.json) and a request for
     `setting` on `device`, without the model: its size is taken from the record (for records older than
     `precision`, whose bf16 runs are only judged where the size does not matter). None when it answers."""
+    record = read_json_record(Path(out_dir) / "done.json")
+    if record is None:
+        return "no finished run"
+    params = (record.get("precision") or {}).get("params")
+    return finished_precision_diff(record, choose_precision(setting, device, params=params, warn=False),
+                                   read_json_record(Path(out_dir) / "run.json"))
+
+
+def read_json_record(path: Path) -> dict | None:
+    """A run record (done.json, run.json) as a dict, or None when it is missing or unreadable."""
     import json
 
-    out_dir = Path(out_dir)
     try:
-        record = json.loads((out_dir / "done.json").read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
-        return "no finished run"
-    try:
-        run_json = json.loads((out_dir / "run.json").read_text())
-    except (OSError, ValueError):
-        run_json = None
-    params = (record.get("precision") or {}).get("params")
-    return finished_precision_diff(record, choose_precision(setting, device, params=params, warn=False), run_json)
+        return None

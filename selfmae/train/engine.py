@@ -43,7 +43,8 @@ from selfmae.repro import seed_everything
 
 from . import distributed as D
 from .checkpoint import capture_rng, check_state_fits, load_checkpoint, restore_rng, save_checkpoint
-from .device import PrecisionChoice, announce, autocast, choose_precision, finished_precision_diff, resolve_device
+from .device import (PrecisionChoice, announce, autocast, choose_precision, finished_precision_diff, read_json_record,
+                     resolve_device)
 from .errors import CheckpointError, OutputDirError, TrainConfigError
 from .logs import RunLog, progress_bar, progress_enabled
 from .schedule import build_optimizer, build_scheduler
@@ -118,13 +119,6 @@ def _archive(out_dir: Path) -> Path | None:
     return dest
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _prepare_out_dir(out_dir: Path, config: dict, *, force: bool, resume: bool,
                      precision: PrecisionChoice | None = None) -> RunResult | None:
     """Apply the finished/force/resume rules; returns the stored RunResult when the run is already done."""
@@ -133,7 +127,7 @@ def _prepare_out_dir(out_dir: Path, config: dict, *, force: bool, resume: bool,
         record = json.loads(done.read_text())
         diffs = incompatible_keys(record["config"], config, strict=True)
         if precision is not None:  # compared by what it trained in, not by the words of the setting
-            why = finished_precision_diff(record, precision, _read_json(out_dir / "run.json"))
+            why = finished_precision_diff(record, precision, read_json_record(out_dir / "run.json"))
             diffs = [d for d in diffs if d != "train.precision"] + ([why] if why else [])
         if diffs:
             raise TrainConfigError(f"{out_dir} holds a finished run with different settings ({', '.join(diffs)}); "
