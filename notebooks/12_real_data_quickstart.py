@@ -4,7 +4,7 @@
 # Every other notebook runs on synthetic phantoms by default, because the paper's datasets are large and need
 # registration. This one runs the paper's recipe end to end on **real chest X-rays** in a few minutes on a laptop
 # CPU: a balanced subset of PneumoniaMNIST (MedMNIST v2, CC BY 4.0; 2428 training, 270 validation and 468 test
-# images of 28 × 28 pixels, label 1 = pneumonia) shipped with the repository in `tests/data/medmnist/`.
+# images of 28 × 28 pixels, label 1 = pneumonia) shipped inside the package in `selfmae/data/samples/medmnist/`.
 #
 # The question is the paper's: does MAE **self** pre-training — on the very images we then fine-tune on, no extra
 # data, no labels — give a better classifier than training the same ViT from scratch? We
@@ -33,8 +33,9 @@ import time
 
 from selfmae.experiments import finetune_study, run_pretrain, study_histories
 from selfmae.models import architecture_name
-from selfmae.explore import MaskExplorer, medmnist_description, medmnist_source, plot_view, quickstart_table
+from selfmae.explore import MaskExplorer, plot_view
 from selfmae.notebook import NotebookContext
+from selfmae.quickstart import medmnist_description, medmnist_source, quickstart_table
 from selfmae.viz import plot_training_curves
 
 started = time.perf_counter()

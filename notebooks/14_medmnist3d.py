@@ -9,7 +9,7 @@
 #    where natural images prefer 75 %.
 #
 # Here we ask both of a real dataset small enough for a laptop CPU: **AdrenalMNIST3D** (MedMNIST v2, Yang et al.,
-# Scientific Data 2023, CC BY 4.0), shipped with the repository in `tests/data/medmnist3d/`. Each sample is a 28³
+# Scientific Data 2023, CC BY 4.0), shipped inside the package in `selfmae/data/samples/medmnist3d/`. Each sample is a 28³
 # binary shape mask of an adrenal gland cut from an abdominal CT; the label says whether the gland carries a mass
 # (1188 training, 98 validation and 298 test volumes, about 22 % positive). The task is classification, so the
 # network is a 3D ViT with a linear head (the encoder of the paper's UNETR, without the decoder), and the score is the
@@ -40,12 +40,13 @@ import time
 
 from selfmae.baselines import finetune_reference, pretrain_reference
 from selfmae.experiments import build_data, eval_classes, finetune_study, medmnist_labels, run_pretrain, study_histories
-from selfmae.explore import MaskExplorer, explorer_widget, medmnist_description, medmnist_source
+from selfmae.explore import MaskExplorer, explorer_widget
 from selfmae.medmnist3d import (chosen_on_validation, difference_text, majority_reference, mask_ratio_rows,
                                 mask_ratio_sweep, mask_ratio_table, medmnist_name, plot_examples, plot_mask_ratio,
                                 plot_scratch_vs_mae, plot_volume_slices, published_baselines, scratch_vs_mae_table)
 from selfmae.models import architecture_name
 from selfmae.notebook import NotebookContext
+from selfmae.quickstart import medmnist_description, medmnist_source
 from selfmae.viz import plot_training_curves
 
 started = time.perf_counter()

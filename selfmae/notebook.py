@@ -54,9 +54,11 @@ class NotebookContext:
 
     def run_overrides(self, experiment: str, extra: Mapping[str, Any] | None = None) -> dict:
         """Overrides shared by every run of this notebook: data folder, device, max_steps, the user's own."""
+        from selfmae.provenance import data_tag
+
         cfg = load_config(experiment, self.profile)
         ov: dict[str, Any] = {"train.device": self.device}
-        if self.dataset_dir(cfg["data"]["dataset"]):
+        if data_tag(self.data_dir):   # a shipped sample stays data_dir: null, so run records name no machine's path
             ov["data.data_dir"] = self.dataset_dir(cfg["data"]["dataset"])
         if self.max_steps:
             ov["train.max_steps"] = int(self.max_steps)

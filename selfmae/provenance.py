@@ -1,7 +1,8 @@
 """What data a run used, said the same way in run folders, stamps and captions.
 
-* `data_label(path)`: the data in a stamp: "synthetic", a path relative to the repository for data shipped in
-  it (e.g. tests/data/medmnist/pneumoniamnist_subset.npz), or the dataset's own folder or file name for data
+* `data_label(path)`: the data in a stamp: "synthetic", the package path of a sample shipped with selfmae
+  (e.g. selfmae/data/samples/medmnist/pneumoniamnist_subset.npz, wherever it is installed), a path relative to the
+  repository for other files in it, or the dataset's own folder or file name for data
   elsewhere ("ChestX-ray14"): never an absolute path of the machine that ran it.
 * `data_tag(path)`: a short folder name for runs on data other than the default (synthetic phantoms, the
   shipped PneumoniaMNIST subset and AdrenalMNIST3D file): "<name>-<6 hex digits of the resolved path>", so runs
@@ -14,7 +15,7 @@ import os
 import re
 from pathlib import Path
 
-from selfmae.data.registry import MEDMNIST3D_SAMPLE, MEDMNIST_SAMPLE
+from selfmae.data.registry import MEDMNIST3D_SAMPLE, MEDMNIST_SAMPLE, SAMPLES_DIR
 from selfmae.repro import REPO_ROOT
 
 DEFAULT_DATA = (MEDMNIST_SAMPLE, MEDMNIST3D_SAMPLE)   # the shipped samples read when data_dir is null
@@ -25,10 +26,13 @@ def _resolved(path: str | os.PathLike) -> Path:
 
 
 def data_label(path: str | os.PathLike | None) -> str:
-    """'synthetic' for no path, else the path relative to the repository, else the file or folder's name."""
+    """'synthetic' for no path, else the package path of a shipped sample, else the path relative to the
+    repository, else the file or folder's name."""
     if not path:
         return "synthetic"
     resolved = _resolved(path)
+    if resolved.is_relative_to(SAMPLES_DIR.resolve()):
+        return (Path("selfmae", "data", "samples") / resolved.relative_to(SAMPLES_DIR.resolve())).as_posix()
     try:
         return resolved.relative_to(REPO_ROOT.resolve()).as_posix()
     except ValueError:

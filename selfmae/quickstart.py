@@ -31,7 +31,7 @@ def quickstart_table(results: Mapping[str, Sequence[Mapping[str, float]]], metri
 
 def medmnist_source(data_dir: str | Path = "", spatial_dims: int = 2) -> str:
     """The MedMNIST file notebook 12 (2D) or 14 (3D) trains on: `data_dir` when it is a .npz or holds one
-    (directly, or in a `medmnist3d/` (3D only) or `medmnist/` sub-folder); the real file shipped in tests/data for
+    (directly, or in a `medmnist3d/` (3D only) or `medmnist/` sub-folder); the real file shipped with the package for
     `spatial_dims` (PneumoniaMNIST subset, AdrenalMNIST3D) when `data_dir` is "".
 
     Raises FileNotFoundError naming the folder when `data_dir` is given but holds no .npz (a run on the shipped
@@ -63,9 +63,9 @@ def medmnist_description(source: str | Path) -> str:
 
     path = medmnist_file({"data_dir": str(source)})
     if path.resolve() == MEDMNIST_SAMPLE.resolve():
-        return "PneumoniaMNIST (real, the balanced subset shipped in tests/data)"
+        return "PneumoniaMNIST (real, the balanced subset shipped with selfmae)"
     if path.resolve() == MEDMNIST3D_SAMPLE.resolve():
-        return "AdrenalMNIST3D (real, the MedMNIST v2 file shipped in tests/data)"
+        return "AdrenalMNIST3D (real, the MedMNIST v2 file shipped with selfmae)"
     arrays = load_npz(path)
     sizes = "/".join(str(len(arrays[f"{s}_images"])) for s in ("train", "val", "test"))
     kind = "volumes" if file_spatial_dims(arrays["train_images"]) == 3 else "images"

@@ -5,8 +5,9 @@ import shutil
 from pathlib import Path
 
 from selfmae.data import prepare_synthetic
+from selfmae.data.registry import SAMPLES_DIR
 
-SAMPLES = Path(__file__).parent / "data"
+SAMPLES = SAMPLES_DIR   # the real samples shipped inside the package
 # smaller than the "tiny" profile so the whole data suite stays fast; same layouts and code paths
 TEST_SIZES = {
     "cxr14": {"n_images": 60, "image_size": 64},

@@ -15,8 +15,9 @@ from selfmae.config import load_config
 from selfmae.data import DataError, build_datasets, check_data, dataset_spec
 from selfmae.data.decathlon import classes, intensity, read_decathlon
 from selfmae.data.phantoms import write_decathlon
+from selfmae.data.registry import SAMPLES_DIR
 
-CT_SAMPLE = Path(__file__).parent / "data" / "ct-sample" / "example_ct.nii.gz"
+CT_SAMPLE = SAMPLES_DIR / "ct-sample" / "example_ct.nii.gz"
 QUICK = ["--profile", "tiny", "--device", "cpu", "--set", "train.max_steps=2", "--set", "train.epochs=1",
          "--set", "train.warmup_epochs=0"]
 

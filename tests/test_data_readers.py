@@ -1,4 +1,4 @@
-"""Readers on the real samples in tests/data and on the formats' quirks."""
+"""Readers on the real samples shipped in selfmae/data/samples and on the formats' quirks."""
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@ paths, the explorer's figures say which real sample they show, notebook 12 refus
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +15,7 @@ from selfmae.notebook import NotebookContext
 from selfmae.provenance import data_label, data_tag
 from selfmae.repro import REPO_ROOT
 
-SAMPLE_LABEL = "tests/data/medmnist/pneumoniamnist_subset.npz"
+SAMPLE_LABEL = "selfmae/data/samples/medmnist/pneumoniamnist_subset.npz"
 
 
 def test_data_labels_are_repository_relative_or_the_dataset_name(tmp_path):
@@ -30,8 +31,25 @@ def test_stamps_name_the_data_without_machine_paths(tmp_path):
     assert "data=synthetic" in str(NotebookContext("tiny", "", str(tmp_path / "r"), str(tmp_path)).stamp("btcv"))
     # the explorer's figures on shipped real samples are not "synthetic"
     assert source_data_label("sample:pneumoniamnist") == SAMPLE_LABEL
-    assert source_data_label("sample:ct") == "tests/data/ct-sample/example_ct.nii.gz"
+    assert source_data_label("sample:ct") == "selfmae/data/samples/ct-sample/example_ct.nii.gz"
     assert str(ctx.stamp("medmnist", data=source_data_label("sample:ct"))).count("example_ct.nii.gz") == 1
+
+
+def test_shipped_samples_are_package_data_and_runs_record_no_machine_path(tmp_path):
+    """The samples the package reads at run time live inside it (not in tests/), and a notebook on a shipped sample
+    keeps `data_dir: null` in its run configs: a finished run is reused from another clone or install."""
+    from selfmae.data.registry import MEDMNIST3D_SAMPLE, SAMPLES_DIR
+
+    import selfmae
+    assert SAMPLES_DIR.is_relative_to(Path(selfmae.__file__).parent) and MEDMNIST3D_SAMPLE.is_file()
+    assert "data/samples/**/*" in (REPO_ROOT / "pyproject.toml").read_text()
+    for dims, experiment in ((2, "pretrain_medmnist"), (3, "finetune_medmnist3d")):
+        ctx = NotebookContext("tiny", medmnist_source("", spatial_dims=dims), str(tmp_path / "runs"), str(tmp_path))
+        assert ctx.config(experiment)["data"]["data_dir"] is None
+        assert ctx.runs == tmp_path / "runs"
+    other = phantom("medmnist", tmp_path / "other")
+    ctx = NotebookContext("tiny", medmnist_source(other), str(tmp_path / "runs"), str(tmp_path))
+    assert ctx.config("pretrain_medmnist")["data"]["data_dir"] == medmnist_source(other)
 
 
 def test_notebook_12_refuses_a_folder_without_npz(tmp_path):
@@ -44,7 +62,7 @@ def test_notebook_12_refuses_a_folder_without_npz(tmp_path):
 
 
 def test_captions_describe_the_file_used(tmp_path):
-    assert "shipped in tests/data" in medmnist_description(MEDMNIST_SAMPLE)
+    assert "shipped with selfmae" in medmnist_description(MEDMNIST_SAMPLE)
     from selfmae.data.medmnist import medmnist_file
 
     folder = phantom("medmnist", tmp_path)

@@ -23,12 +23,12 @@ from typing import Any, Mapping
 from .common import DataError, DataProblem
 from .spec import DatasetSpec, input_size
 
-__all__ = ["DATASETS", "MEDMNIST3D_SAMPLE", "MEDMNIST_SAMPLE", "PAPER_DATASETS", "REGISTRY", "DatasetSpec",
+__all__ = ["DATASETS", "MEDMNIST3D_SAMPLE", "MEDMNIST_SAMPLE", "PAPER_DATASETS", "REGISTRY", "SAMPLES_DIR", "DatasetSpec",
            "dataset_spec", "input_size", "spec_of"]
 
-_REPO = Path(__file__).resolve().parents[2]
-MEDMNIST_SAMPLE = _REPO / "tests" / "data" / "medmnist" / "pneumoniamnist_subset.npz"
-MEDMNIST3D_SAMPLE = _REPO / "tests" / "data" / "medmnist3d" / "adrenalmnist3d.npz"
+SAMPLES_DIR = Path(__file__).resolve().parent / "samples"   # real public samples, package data (see its README.md)
+MEDMNIST_SAMPLE = SAMPLES_DIR / "medmnist" / "pneumoniamnist_subset.npz"
+MEDMNIST3D_SAMPLE = SAMPLES_DIR / "medmnist3d" / "adrenalmnist3d.npz"
 
 
 class CXR14(DatasetSpec):
@@ -139,7 +139,7 @@ class MedMNIST(DatasetSpec):
         return medmnist_transforms(data_cfg, train)
 
     def default_data_dir(self, data_cfg):
-        """The real MedMNIST file shipped in tests/data: PneumoniaMNIST subset (2D) or AdrenalMNIST3D (3D)."""
+        """The real MedMNIST file shipped in the package (data/samples): PneumoniaMNIST subset (2D) or AdrenalMNIST3D (3D)."""
         return MEDMNIST3D_SAMPLE if int(data_cfg.get("spatial_dims", 2)) == 3 else MEDMNIST_SAMPLE
 
     def labels(self, data_cfg):

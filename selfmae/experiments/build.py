@@ -20,7 +20,7 @@ SYNTHETIC_ROOT = REPO_ROOT / "data" / "synthetic"
 
 
 def medmnist_sample(spatial_dims: int = 2) -> Path:
-    """The real MedMNIST file shipped in tests/data for 2D (PneumoniaMNIST subset) or 3D (AdrenalMNIST3D)."""
+    """The real MedMNIST file shipped with the package for 2D (PneumoniaMNIST subset) or 3D (AdrenalMNIST3D)."""
     return dataset_spec("medmnist").default_data_dir({"spatial_dims": spatial_dims})
 
 

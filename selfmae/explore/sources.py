@@ -10,9 +10,9 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from selfmae.repro import REPO_ROOT
+from selfmae.data.registry import SAMPLES_DIR
 
-SAMPLE_DIR = REPO_ROOT / "tests" / "data"
+SAMPLE_DIR = SAMPLES_DIR   # the real samples shipped in the package
 # label shown in the widget -> source spec understood by `resolve_source`
 SOURCES = {
     "PneumoniaMNIST test image (real, 2D)": "sample:pneumoniamnist",
