@@ -146,17 +146,15 @@ def build_explorer_model(checkpoint: str | Path, image: LoadedImage, profile: st
     if not path.is_file():
         raise ExplorerError(f"checkpoint not found: {path} — run the pre-training notebook that writes it "
                             "(02/03/04, 08, 12 or 14) or choose 'untrained'")
-    from selfmae.train import CheckpointError, check_state_fits, load_checkpoint
+    from selfmae.experiments import load_trained
+    from selfmae.train import CheckpointError
 
+    cfg = _read_run_config(path)
     try:
-        state = load_checkpoint(path)
-        cfg = _read_run_config(path)
-        model = build_model({k: v for k, v in cfg["model"].items() if k not in ("init", "pretrained")}, cfg["data"])
-        check_state_fits(model, state["model"], path)
+        model = load_trained(cfg, path)
     except CheckpointError as err:
         raise ExplorerError(str(err)) from None
-    model.load_state_dict(state["model"])
     run = path.parent.parent if path.parent.name == "pretrain" else path.parent   # ablation_*/mask*/pretrain
-    return ModelEntry(model.eval(), cfg, f"{run.name} (MAE, mask {100 * float(cfg['model']['mask_ratio']):g} %)",
-                      trained=True, description=_trained_description(path, state, cfg))
+    return ModelEntry(model, cfg, f"{run.name} (MAE, mask {100 * float(cfg['model']['mask_ratio']):g} %)",
+                      trained=True, description=_trained_description(path, model.checkpoint_info, cfg))
 
