@@ -5,6 +5,7 @@
     spec.read(data_cfg, task)                 # {"train", "val"[, "test"]} item lists (its reader and folder layout)
     spec.check(data_dir, task)                # every problem on disk, each naming its file
     spec.transforms(data_cfg, task, train)    # the MONAI pipeline (train / eval)
+    spec.inspect_transforms(data_cfg)         # the deterministic eval preprocessing of one image, no label needed
     spec.eval_classes(data_cfg)               # (evaluated class or region names, output channels holding them)
     spec.out_channels(data_cfg)               # segmentation outputs when model.out_channels is null
     spec.input_size(data_cfg)                 # the network's input size, from the data section
@@ -34,6 +35,7 @@ MEDMNIST3D_SAMPLE = _REPO / "tests" / "data" / "medmnist3d" / "adrenalmnist3d.np
 class CXR14(DatasetSpec):
     name, tasks = "cxr14", ("classify",)
     release_folder, image_folder, train_size = "ChestX-ray14", "images", 77_871
+    image_files = (".png",)
 
     def read(self, data_cfg, task):
         from .cxr14 import read_cxr14
@@ -121,6 +123,7 @@ class MedMNIST(DatasetSpec):
     """A MedMNIST .npz file, 2D or 3D (the file decides; `data.spatial_dims` must agree)."""
 
     name, tasks, synthetic, resizes_volumes = "medmnist", ("classify",), False, True
+    image_files = ()     # items hold the images as arrays (`medmnist.to_items`)
     train_size = 4_708   # the shipped PneumoniaMNIST subset; volumes: `train_items`
 
     def train_items(self, data_cfg):

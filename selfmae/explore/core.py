@@ -14,7 +14,8 @@ import torch
 
 from selfmae.explore.checkpoints import (UNTRAINED, ModelEntry, _shown_path, build_explorer_model,
                                          default_checkpoint)
-from selfmae.explore.sources import ExplorerError, LoadedImage, load_image, prepare_input
+from selfmae.explore.prepare import prepare_input
+from selfmae.explore.sources import ExplorerError, LoadedImage, load_image
 from selfmae.repro import REPO_ROOT
 
 PANELS = ("original", "masked", "recon", "pasted", "error")
