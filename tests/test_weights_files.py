@@ -166,3 +166,23 @@ def test_load_trained_names_the_file_that_is_missing_or_does_not_fit(finished_pr
     assert str(result.last_ckpt) in text and "does not fit the model" in text and "'encoder.pos_embed'" in text
     with pytest.raises(CheckpointError, match=re.escape(str(tmp_path / "gone.pt"))):
         load_trained(cfg, tmp_path / "gone.pt")
+
+
+def test_segmentation_figure_predicts_as_evaluation_does(tmp_path, monkeypatch):
+    """Fig. 3's helper loads each checkpoint with load_trained and predicts with `selfmae.eval.sliding_window_predict`
+    under the config's roi_size / eval.overlap / eval.sw_batch_size (not settings of its own)."""
+    import selfmae.eval
+    from selfmae.config import load_config
+    from selfmae.experiments import build_model_for, segmentation_examples
+    from selfmae.train.checkpoint import save_checkpoint
+    from _data_helpers import phantom
+
+    cfg = load_config("finetune_btcv", "tiny", {"data.data_dir": str(phantom("btcv", tmp_path)), "eval.overlap": 0.25,
+                                                 "eval.sw_batch_size": 3})
+    save_checkpoint({"model": build_model_for(cfg).state_dict()}, tmp_path / "best.pt")
+    calls, predict = [], selfmae.eval.sliding_window_predict
+    monkeypatch.setattr(selfmae.eval, "sliding_window_predict",
+                        lambda *a, **kw: calls.append(kw) or predict(*a, **kw))
+    case = segmentation_examples(cfg, {"scratch": tmp_path / "best.pt"}, n_cases=1)[0]
+    assert calls == [{"roi_size": cfg["data"]["roi_size"], "sw_batch_size": 3, "overlap": 0.25}]
+    assert case["scratch"].shape == case["ground truth"].shape == case["image"].shape

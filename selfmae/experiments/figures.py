@@ -8,15 +8,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from selfmae.data.registry import dataset_spec, input_size
+from selfmae.data.registry import dataset_spec
 from selfmae.experiments.build import build_data, eval_classes, load_trained, sliding_window_settings
-
-
-def _fit_roi(image: torch.Tensor, roi: Sequence[int]) -> torch.Tensor:
-    """(C, *spatial) -> (C, *roi): centre crop / pad so a whole validation volume fits the MAE's input size."""
-    from monai.transforms import ResizeWithPadOrCrop
-
-    return torch.as_tensor(ResizeWithPadOrCrop(spatial_size=list(roi))(image))
 
 
 @torch.no_grad()
@@ -24,7 +17,9 @@ def reconstruction_examples(cfg: Mapping, checkpoint: str | Path, mask_ratio: fl
                             seed: int = 0, datasets: Mapping | None = None, channel: int = 0) -> list[dict]:
     """MAE reconstructions of `n` validation images for Fig. 2: dicts of 2D arrays original/masked/recon/pasted/error.
 
-    3D volumes are shown at their middle axial slice; multi-channel inputs at `channel` (BraTS: 0 = FLAIR).
+    The images are pre-training's validation items (`datasets`, default `build_data(cfg, "pretrain")`): the
+    registry's `inspect_transforms`, already the MAE's input size. 3D volumes are shown at their middle axial slice;
+    multi-channel inputs at `channel` (BraTS: 0 = FLAIR).
     """
     datasets = datasets or build_data(cfg, "pretrain", check=False)
     model = load_trained(cfg, checkpoint)
@@ -32,7 +27,7 @@ def reconstruction_examples(cfg: Mapping, checkpoint: str | Path, mask_ratio: fl
     for i in range(n):
         item = datasets["val"][i]
         item = item[0] if isinstance(item, list) else item
-        x = _fit_roi(torch.as_tensor(item["image"]), input_size(cfg["data"]))[None].float()
+        x = torch.as_tensor(item["image"])[None].float()
         torch.manual_seed(seed + i)
         loss, pred, mask = model(x, mask_ratio=mask_ratio)
         images = {"original": x, **model.reconstruct(x, pred, mask)}
