@@ -42,6 +42,7 @@ class DatasetSpec:
     train_size: int | None = None           # training items per epoch of the real dataset (`make plan`)
     resizes_volumes = False                 # volumes are z-scored, then resized to data.resize (not resampled)
     image_files: tuple[str, ...] = (".nii.gz", ".nii")   # the files `read` names as images; () = arrays in memory
+    bundle_files: tuple[str, ...] = ()     # files holding a whole dataset of images only it reads (MedMNIST .npz)
 
     def read(self, data_cfg: Mapping, task: str) -> dict[str, list[dict]]:
         """Item dicts per split ("train", "val"[, "test"]) of the data at data_cfg["data_dir"]: file paths
@@ -67,6 +68,10 @@ class DatasetSpec:
         centre crop). In: {"image": as `read` gives it: a path with a suffix of `image_files`, or for MedMNIST a
         float (C, *spatial) array in [0, 1]}; out: {"image": float32 (C, *input size)} (C as the file holds)."""
         return self.transforms(data_cfg, "pretrain", train=False)
+
+    def pretrain_config(self, spatial_dims: int) -> str:
+        """The shipped pre-training config (selfmae/configs/<it>.yaml) whose MAE suits this dataset's images."""
+        return f"pretrain_{self.name}"
 
     def require_task(self, task: str) -> None:
         """Raise ValueError when `task` (pretrain | classify | segment) does not apply to this dataset."""

@@ -33,24 +33,22 @@ The quickstart notebooks' helpers (`medmnist_source`, `medmnist_description`, `q
 """
 from __future__ import annotations
 
-from selfmae.explore.checkpoints import (CHECKPOINT_PATTERNS, PREFERRED_RUNS, UNTRAINED, UNTRAINED_EXPERIMENT,
-                                         ModelEntry, build_explorer_model, checkpoint_dims, default_checkpoint,
-                                         discover_checkpoints)
+from selfmae.explore.checkpoints import (CHECKPOINT_PATTERNS, PREFERRED_RUNS, UNTRAINED, ModelEntry,
+                                         build_explorer_model, checkpoint_dims, default_checkpoint,
+                                         discover_checkpoints, preferred_experiments)
 from selfmae.explore.core import DEFAULT_RATIOS, PANELS, ExplorerView, MaskExplorer
 from selfmae.explore.prepare import model_input_size, prepare_input
 from selfmae.explore.render import HIDDEN_TINT, plot_view, render_panels, to_png
 from selfmae.explore.sources import (ARRAY_SUFFIXES, IMAGE_SUFFIXES, SAMPLE_DIR, SAMPLES, SOURCES, VOLUME_SUFFIXES,
-                                     ExplorerError, LoadedImage, image_kind, load_image, resolve_source,
-                                     source_data_label)
+                                     ExplorerError, LoadedImage, load_image, resolve_source, source_data_label)
 from selfmae.explore.widget import AXES, PANEL_TITLES, ExplorerWidget, explorer_widget
 from selfmae.quickstart import medmnist_description, medmnist_source, quickstart_table
 
 __all__ = [
     "ARRAY_SUFFIXES", "AXES", "CHECKPOINT_PATTERNS", "DEFAULT_RATIOS", "HIDDEN_TINT", "IMAGE_SUFFIXES", "PANELS",
-    "PANEL_TITLES", "PREFERRED_RUNS", "SAMPLES", "SAMPLE_DIR", "SOURCES", "UNTRAINED", "UNTRAINED_EXPERIMENT",
-    "VOLUME_SUFFIXES", "ExplorerError", "ExplorerView", "ExplorerWidget", "LoadedImage", "MaskExplorer", "ModelEntry",
+    "PANEL_TITLES", "PREFERRED_RUNS", "SAMPLES", "SAMPLE_DIR", "SOURCES", "UNTRAINED", "VOLUME_SUFFIXES",
+    "ExplorerError", "ExplorerView", "ExplorerWidget", "LoadedImage", "MaskExplorer", "ModelEntry",
     "build_explorer_model", "checkpoint_dims", "default_checkpoint", "discover_checkpoints", "explorer_widget",
-    "image_kind", "load_image", "medmnist_description", "medmnist_source", "model_input_size",
-    "plot_view", "prepare_input", "quickstart_table", "render_panels", "resolve_source", "source_data_label",
-    "to_png",
+    "load_image", "medmnist_description", "medmnist_source", "model_input_size", "plot_view", "preferred_experiments",
+    "prepare_input", "quickstart_table", "render_panels", "resolve_source", "source_data_label", "to_png",
 ]

@@ -127,7 +127,7 @@ class MaskExplorer:
         return text
 
     def _load_model(self) -> None:
-        key = (str(self.checkpoint), self.image.spatial_dims, self.image.kind)
+        key = (str(self.checkpoint), self.image.spatial_dims, self.image.dataset)
         if key not in self._models:
             self._models[key] = build_explorer_model(self.checkpoint, self.image, self.profile)
         entry = self._models[key]
@@ -220,7 +220,7 @@ class MaskExplorer:
 
         rows = []
         for ckpt in checkpoints or [self.checkpoint]:
-            key = (str(ckpt), self.image.spatial_dims, self.image.kind)
+            key = (str(ckpt), self.image.spatial_dims, self.image.dataset)
             if key not in self._models:
                 self._models[key] = build_explorer_model(ckpt, self.image, self.profile)
             entry = self._models[key]

@@ -1,11 +1,10 @@
-"""Where the explorer's images come from and how they are prepared: the shipped real samples and phantoms,
-reading a user's image / volume / .npy / MedMNIST .npz / folder (`load_image`; `prepare.py` prepares it as its model's
-data pipeline does). Also `ExplorerError`, the error a user can fix, used by the whole explorer."""
+"""Where the explorer's images come from: the shipped real samples and phantoms, and reading a user's image / volume /
+.npy / MedMNIST .npz / folder (`load_image`; `prepare.py` then prepares it as its model's dataset pipeline does).
+Also `ExplorerError`, the error a user can fix, used by the whole explorer."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -44,16 +43,9 @@ class LoadedImage:
     name: str
     spacing: tuple[float, ...] | None = None   # mm per voxel (volumes), None when unknown
     count: int = 1                             # images available at this source (for the index control)
-    kind: str = "file"                         # "medmnist" for MedMNIST files (their own untrained config)
+    dataset: str | None = None                 # the registry's dataset of a bundle file (MedMNIST .npz), else None
     uint8: bool = False                        # the file holds 8-bit values (0..255)
     path: Path | None = None                   # the file it was read from (a folder's file, a MedMNIST .npz)
-
-
-def image_kind(image: LoadedImage) -> str | int:
-    """What decides an image's default model: "medmnist" / "medmnist3d" for MedMNIST files, else 2 or 3."""
-    if image.kind == "medmnist":
-        return "medmnist3d" if image.spatial_dims == 3 else "medmnist"
-    return image.spatial_dims
 
 
 def resolve_source(source: str | Path, profile: str = "tiny") -> Path:
@@ -133,6 +125,7 @@ def load_image(source: str | Path, index: int = 0, profile: str = "tiny") -> Loa
 
 def _load_medmnist(path: Path, index: int) -> LoadedImage:
     from selfmae.data import DataError, load_npz
+    from selfmae.data.registry import bundle_dataset
 
     try:
         arrays = load_npz(path)
@@ -145,7 +138,7 @@ def _load_medmnist(path: Path, index: int) -> LoadedImage:
     array = np.moveaxis(image, -1, 0) if image.ndim == dims + 1 else image[None]
     label = arrays["test_labels"][i].ravel().tolist()
     return LoadedImage(array.astype(np.float32), dims, f"{path.name} test #{i} (label {label})", count=len(images),
-                       kind="medmnist", uint8=image.dtype == np.uint8, path=path)
+                       dataset=bundle_dataset(path), uint8=image.dtype == np.uint8, path=path)
 
 
 def _load_nifti(path: Path, count: int) -> LoadedImage:
