@@ -73,3 +73,16 @@ def test_ablation_rows_follow_the_registry_not_the_name():
     saved = {"table3_ablation_brats": {"runs": {"0.125": [summary]}}}
     rows = collect_rows(saved.get, BTCV_ORGANS)
     assert {r.metric for r in rows} >= {"WT DSC", "TC DSC", "ET DSC"}
+
+
+def test_each_dataset_names_its_pretraining_config_and_its_bundle_files():
+    from selfmae.data.registry import bundle_dataset
+
+    medmnist = dataset_spec("medmnist")
+    assert (medmnist.pretrain_config(2), medmnist.pretrain_config(3)) == ("pretrain_medmnist", "pretrain_medmnist3d")
+    for name in DATASETS:
+        for dims in (2, 3):
+            cfg = load_config(dataset_spec(name).pretrain_config(dims), "tiny")   # a shipped config of that dataset
+            assert cfg["task"] == "pretrain" and cfg["data"]["dataset"] == name
+    assert bundle_dataset("/x/PneumoniaMNIST.NPZ") == "medmnist"
+    assert bundle_dataset("scan.png") is None and bundle_dataset("ct.nii.gz") is None

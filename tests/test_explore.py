@@ -291,3 +291,42 @@ def test_medmnist3d_volume_with_its_trained_mae_and_a_slice_slider(tmp_path):
     assert core.checkpoint == btcv
     untrained = MaskExplorer("sample:adrenalmnist3d", runs_dir=tmp_path / "nothing")
     assert untrained.checkpoint == UNTRAINED and "pretrain_medmnist3d" in untrained.model_description
+
+
+# ----- no drift: the explorer prepares an image exactly as pre-training validates it (issue #14) -------------------
+def _validation_item(experiment, source, tmp_path):
+    """(the explorer's source, the data section, the item of the dataset's own reader for the same file)."""
+    from selfmae.data.registry import dataset_spec
+    from selfmae.explore import SAMPLES, resolve_source
+
+    data = load_config(experiment, "tiny")["data"]
+    if source.startswith("phantom:"):   # BraTS: a phantom case as its reader lists it
+        from _data_helpers import phantom
+
+        data = dict(data, data_dir=str(phantom(source.split(":")[1], tmp_path)))
+        item = dataset_spec(data).read(data, "pretrain")["val"][0]
+        return str(item["image"]), data, item
+    path = resolve_source(source)
+    if data["dataset"] == "medmnist":   # the explorer shows a MedMNIST file's test split
+        item = dataset_spec(data).read(dict(data, data_dir=str(path)), "pretrain")["test"][0]
+    elif path.is_dir():
+        item = {"image": sorted(path.glob("*.png"))[0], "label": np.zeros(14, np.float32)}
+    else:
+        item = {"image": path}
+    return source, data, item
+
+
+@pytest.mark.parametrize("experiment, source", [
+    ("pretrain_cxr14", "sample:cxr14"), ("pretrain_btcv", "sample:ct"), ("pretrain_brats", "phantom:brats"),
+    ("pretrain_medmnist", "sample:pneumoniamnist"), ("pretrain_medmnist3d", "sample:adrenalmnist3d"),
+])
+def test_the_explorer_prepares_an_image_as_its_dataset_validates_it(experiment, source, tmp_path):
+    import torch
+
+    from selfmae.data.registry import dataset_spec
+    from selfmae.explore import prepare_input
+
+    source, data, item = _validation_item(experiment, source, tmp_path)
+    mine = prepare_input(load_image(source), data)
+    theirs = torch.as_tensor(dataset_spec(data).transforms(data, "pretrain", train=False)(item)["image"])
+    assert mine.shape == (1, *theirs.shape) and torch.equal(mine[0], theirs.float())

@@ -124,3 +124,65 @@ def test_every_torch_load_goes_through_load_torch_file():
     callers = [p.relative_to(package).as_posix() for p in package.rglob("*.py")
                if calls_torch_load(ast.parse(p.read_text()))]
     assert callers == ["torchfile.py"], callers
+
+
+# ----- load_trained: a finished run's model, in one call (issue #14) ------------------------------------------------
+@pytest.fixture(scope="module")
+def finished_pretraining(tmp_path_factory):
+    """A finished 2-step tiny MedMNIST pre-training through the engine; returns (config, RunResult)."""
+    from torch.utils.data import Subset
+
+    from selfmae.config import load_config
+    from selfmae.experiments import build_data, run_pretrain
+
+    cfg = load_config("pretrain_medmnist", "tiny", {"train.max_steps": 2, "train.epochs": 1, "train.device": "cpu",
+                                                     "train.batch_size": 8, "train.val_every": 1})
+    data = build_data(cfg, check=False)
+    small = {"train": Subset(data["train"], range(16)), "val": Subset(data["val"], range(8))}
+    return cfg, run_pretrain(cfg, tmp_path_factory.mktemp("runs") / "pretrain_medmnist", datasets=small)
+
+
+def test_load_trained_gives_the_runs_weights_bit_exactly_in_eval_mode(finished_pretraining):
+    from selfmae.experiments import load_trained
+
+    cfg, result = finished_pretraining
+    model = load_trained(cfg, result.last_ckpt)
+    stored = load_checkpoint(result.last_ckpt)["model"]
+    mine = model.state_dict()
+    assert set(mine) == set(stored)
+    assert all(torch.equal(mine[k], stored[k]) for k in stored)
+    assert not model.training and next(model.parameters()).device.type == "cpu"
+    assert model.checkpoint_info["step"] == 2 and "optimizer" not in model.checkpoint_info
+
+
+def test_load_trained_names_the_file_that_is_missing_or_does_not_fit(finished_pretraining, tmp_path):
+    from selfmae.experiments import load_trained
+
+    cfg, result = finished_pretraining
+    wider = dict(cfg, model=dict(cfg["model"], embed_dim=2 * cfg["model"]["embed_dim"]))
+    with pytest.raises(CheckpointError) as err:
+        load_trained(wider, result.last_ckpt)
+    text = str(err.value)
+    assert str(result.last_ckpt) in text and "does not fit the model" in text and "'encoder.pos_embed'" in text
+    with pytest.raises(CheckpointError, match=re.escape(str(tmp_path / "gone.pt"))):
+        load_trained(cfg, tmp_path / "gone.pt")
+
+
+def test_segmentation_figure_predicts_as_evaluation_does(tmp_path, monkeypatch):
+    """Fig. 3's helper loads each checkpoint with load_trained and predicts with `selfmae.eval.sliding_window_predict`
+    under the config's roi_size / eval.overlap / eval.sw_batch_size (not settings of its own)."""
+    import selfmae.eval
+    from selfmae.config import load_config
+    from selfmae.experiments import build_model_for, segmentation_examples
+    from selfmae.train.checkpoint import save_checkpoint
+    from _data_helpers import phantom
+
+    cfg = load_config("finetune_btcv", "tiny", {"data.data_dir": str(phantom("btcv", tmp_path)), "eval.overlap": 0.25,
+                                                 "eval.sw_batch_size": 3})
+    save_checkpoint({"model": build_model_for(cfg).state_dict()}, tmp_path / "best.pt")
+    calls, predict = [], selfmae.eval.sliding_window_predict
+    monkeypatch.setattr(selfmae.eval, "sliding_window_predict",
+                        lambda *a, **kw: calls.append(kw) or predict(*a, **kw))
+    case = segmentation_examples(cfg, {"scratch": tmp_path / "best.pt"}, n_cases=1)[0]
+    assert calls == [{"roi_size": cfg["data"]["roi_size"], "sw_batch_size": 3, "overlap": 0.25}]
+    assert case["scratch"].shape == case["ground truth"].shape == case["image"].shape

@@ -5,10 +5,13 @@
     spec.read(data_cfg, task)                 # {"train", "val"[, "test"]} item lists (its reader and folder layout)
     spec.check(data_dir, task)                # every problem on disk, each naming its file
     spec.transforms(data_cfg, task, train)    # the MONAI pipeline (train / eval)
+    spec.inspect_transforms(data_cfg)         # the deterministic eval preprocessing of one image, no label needed
     spec.eval_classes(data_cfg)               # (evaluated class or region names, output channels holding them)
     spec.out_channels(data_cfg)               # segmentation outputs when model.out_channels is null
     spec.input_size(data_cfg)                 # the network's input size, from the data section
     spec.segmentation_kind                    # how predictions are post-processed (`selfmae.eval.postprocess`)
+    spec.pretrain_config(spatial_dims)        # the shipped pre-training config for its images
+    bundle_dataset(path)                      # which dataset a bundle file (MedMNIST .npz) belongs to
 
 Adding a dataset is adding one `DatasetSpec` subclass to REGISTRY. Readers, checks and pipelines live in their
 own modules (cxr14.py, btcv.py, brats.py, medmnist.py, decathlon.py, transforms.py); this file only routes, so
@@ -24,7 +27,7 @@ from .common import DataError, DataProblem
 from .spec import DatasetSpec, input_size
 
 __all__ = ["DATASETS", "MEDMNIST3D_SAMPLE", "MEDMNIST_SAMPLE", "PAPER_DATASETS", "REGISTRY", "SAMPLES_DIR", "DatasetSpec",
-           "dataset_spec", "input_size", "spec_of"]
+           "bundle_dataset", "dataset_spec", "input_size", "spec_of"]
 
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"   # real public samples, package data (see its README.md)
 MEDMNIST_SAMPLE = SAMPLES_DIR / "medmnist" / "pneumoniamnist_subset.npz"
@@ -34,6 +37,7 @@ MEDMNIST3D_SAMPLE = SAMPLES_DIR / "medmnist3d" / "adrenalmnist3d.npz"
 class CXR14(DatasetSpec):
     name, tasks = "cxr14", ("classify",)
     release_folder, image_folder, train_size = "ChestX-ray14", "images", 77_871
+    image_files = (".png",)
 
     def read(self, data_cfg, task):
         from .cxr14 import read_cxr14
@@ -121,6 +125,10 @@ class MedMNIST(DatasetSpec):
     """A MedMNIST .npz file, 2D or 3D (the file decides; `data.spatial_dims` must agree)."""
 
     name, tasks, synthetic, resizes_volumes = "medmnist", ("classify",), False, True
+    image_files, bundle_files = (), (".npz",)   # items hold the images as arrays (`medmnist.to_items`)
+
+    def pretrain_config(self, spatial_dims):
+        return "pretrain_medmnist3d" if int(spatial_dims) == 3 else "pretrain_medmnist"
     train_size = 4_708   # the shipped PneumoniaMNIST subset; volumes: `train_items`
 
     def train_items(self, data_cfg):
@@ -242,6 +250,13 @@ def dataset_spec(data: Mapping[str, Any] | str | os.PathLike) -> DatasetSpec:
     if name not in REGISTRY:
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(REGISTRY)}")
     return REGISTRY[name]
+
+
+def bundle_dataset(path: str | os.PathLike) -> str | None:
+    """The dataset whose own bundle file `path` is by its suffix (a MedMNIST .npz), None for any other file."""
+    name = Path(path).name.lower()
+    return next((spec.name for spec in REGISTRY.values() if spec.bundle_files and name.endswith(spec.bundle_files)),
+                None)
 
 
 def spec_of(data_cfg: Mapping[str, Any]) -> DatasetSpec:

@@ -41,6 +41,8 @@ class DatasetSpec:
     image_folder = ""                       # where its images lie under the root, for the explorer's phantoms
     train_size: int | None = None           # training items per epoch of the real dataset (`make plan`)
     resizes_volumes = False                 # volumes are z-scored, then resized to data.resize (not resampled)
+    image_files: tuple[str, ...] = (".nii.gz", ".nii")   # the files `read` names as images; () = arrays in memory
+    bundle_files: tuple[str, ...] = ()     # files holding a whole dataset of images only it reads (MedMNIST .npz)
 
     def read(self, data_cfg: Mapping, task: str) -> dict[str, list[dict]]:
         """Item dicts per split ("train", "val"[, "test"]) of the data at data_cfg["data_dir"]: file paths
@@ -56,6 +58,20 @@ class DatasetSpec:
         """The MONAI `Compose` turning an item of `read` into tensors: image (C, *input size) float32 for
         training (3D: a list of num_samples crops), whole volumes for segment evaluation; see transforms.py."""
         raise NotImplementedError
+
+    def inspect_transforms(self, data_cfg: Mapping):
+        """The deterministic evaluation preprocessing of one image, without a label: the pipeline that validates
+        pre-training (`transforms(data_cfg, "pretrain", train=False)`), so an image inspected (the explorer) is
+        prepared exactly as the MAE was validated on (CXR14: histogram equalisation, resize, scaling, z-score,
+        centre crop; BTCV: RAS, spacing, HU window, foreground crop, pad and centre crop to roi_size; BraTS: RAS,
+        spacing, foreground crop, z-score over non-zero voxels, pad and centre crop; MedMNIST: z-score, resize,
+        centre crop). In: {"image": as `read` gives it: a path with a suffix of `image_files`, or for MedMNIST a
+        float (C, *spatial) array in [0, 1]}; out: {"image": float32 (C, *input size)} (C as the file holds)."""
+        return self.transforms(data_cfg, "pretrain", train=False)
+
+    def pretrain_config(self, spatial_dims: int) -> str:
+        """The shipped pre-training config (selfmae/configs/<it>.yaml) whose MAE suits this dataset's images."""
+        return f"pretrain_{self.name}"
 
     def require_task(self, task: str) -> None:
         """Raise ValueError when `task` (pretrain | classify | segment) does not apply to this dataset."""

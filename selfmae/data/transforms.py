@@ -77,7 +77,7 @@ def cxr14_transforms(cfg: Mapping, train: bool) -> Compose:
     """Histogram equalisation on load, resize to `resize`, intensities scaled to [0, 1] and then z-scored per
     image (zero mean, unit variance: the role of MAE's ImageNet mean/std normalisation, so the patch embedding
     sees contrasts of order 1, not 0.1), random crop `crop` + horizontal flip (train) or centre crop (eval).
-    Image (1, crop, crop) float32, label (14,) float32."""
+    Image (1, crop, crop) float32, label (14,) float32 (an item without a label is prepared all the same)."""
     size, crop = int(cfg.get("resize", 256)), int(cfg.get("crop", 224))
     steps = [
         LoadPNGd("image"),
@@ -85,7 +85,7 @@ def cxr14_transforms(cfg: Mapping, train: bool) -> Compose:
         Resized("image", spatial_size=(size, size), mode="area"),
         ScaleIntensityRanged("image", a_min=0, a_max=255, b_min=0.0, b_max=1.0, clip=True),
         NormalizeIntensityd("image"),
-        EnsureTyped(["image", "label"], dtype=torch.float32, track_meta=False),
+        EnsureTyped(["image", "label"], dtype=torch.float32, track_meta=False, allow_missing_keys=True),
     ]
     if train:
         steps += [RandSpatialCropd("image", roi_size=(crop, crop), random_size=False),
@@ -174,7 +174,7 @@ def medmnist_transforms(cfg: Mapping, train: bool) -> Compose:
     """Images arrive as float (C, *spatial) in [0, 1] and are z-scored per image (as CXR14); optional `resize`,
     then `crop` (2D) or `roi_size` (3D): random crop + flip for training, centre crop for evaluation."""
     dims = int(cfg.get("spatial_dims", 2))
-    steps: list = [EnsureTyped(["image", "label"], dtype=torch.float32, track_meta=False),
+    steps: list = [EnsureTyped(["image", "label"], dtype=torch.float32, track_meta=False, allow_missing_keys=True),
                    NormalizeIntensityd("image")]
     if cfg.get("resize"):
         steps.append(Resized("image", spatial_size=[int(cfg["resize"])] * dims, mode="area"))

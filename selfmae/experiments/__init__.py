@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from selfmae.data.registry import MEDMNIST3D_SAMPLE, MEDMNIST_SAMPLE
 from selfmae.experiments.build import (SYNTHETIC_ROOT, build_data, build_model_for, eval_classes, label_subset,
-                                       make_task, medmnist_labels, medmnist_sample, num_outputs, require_nonempty,
-                                       resolve_data_dir)
+                                       load_trained, make_task, medmnist_labels, medmnist_sample, num_outputs, require_nonempty,
+                                       resolve_data_dir, sliding_window_settings)
 from selfmae.experiments.figures import example_gallery, reconstruction_examples, segmentation_examples
 from selfmae.experiments.results import last_epoch_scores, load_history, study_histories
 from selfmae.experiments.stages import (default_run_dir, eval_split, run_evaluate, run_finetune, run_pretrain,
@@ -25,8 +25,8 @@ from selfmae.experiments.studies import ablation_epochs, ablation_study, finetun
 __all__ = [
     "MEDMNIST3D_SAMPLE", "MEDMNIST_SAMPLE", "SYNTHETIC_ROOT", "ablation_epochs", "ablation_study", "build_data",
     "build_model_for", "default_run_dir", "eval_classes", "eval_split", "example_gallery", "finetune_many",
-    "finetune_study", "init_methods", "label_subset", "last_epoch_scores", "load_history", "make_task",
+    "finetune_study", "init_methods", "label_subset", "last_epoch_scores", "load_history", "load_trained", "make_task",
     "medmnist_labels", "medmnist_sample", "num_outputs", "reconstruction_examples", "require_nonempty",
     "resolve_data_dir", "run_evaluate", "run_finetune", "run_pretrain", "run_training", "segmentation_examples",
-    "stored_summary", "study_histories", "summary",
+    "sliding_window_settings", "stored_summary", "study_histories", "summary",
 ]

@@ -105,7 +105,7 @@ def build_model_for(cfg: Mapping) -> torch.nn.Module:
     A classifier's outputs are `num_outputs(cfg)` (for MedMNIST: from the file when model.num_classes is null)."""
     from selfmae.models import build_model
 
-    if cfg["task"] == "classify":
+    if cfg.get("task") == "classify":
         cfg = dict(cfg, model=dict(cfg["model"], num_classes=num_outputs(cfg)))
     init, path = cfg["model"].get("init", "scratch"), cfg["model"].get("pretrained")
     if init == "scratch":
@@ -115,6 +115,32 @@ def build_model_for(cfg: Mapping) -> torch.nn.Module:
     model = build_model(cfg["model"], cfg["data"])
     print(f"loaded {init} weights from {path}: {model.load_report}")
     return model
+
+
+def load_trained(cfg: Mapping, checkpoint: str | Path) -> torch.nn.Module:
+    """The model `cfg` describes, holding the weights of a checkpoint the engine wrote (`last.pt` / `best.pt`).
+
+    The model is built as from scratch (`model.init` and `model.pretrained` are ignored: the checkpoint holds every
+    weight), every key and shape of the checkpoint is checked against it, and it is returned in eval mode, on the
+    CPU, in fp32 (move it with `.to(device)`). A config without `task` is read as pre-training (the explorer's
+    config.yaml-less checkpoints). What else the checkpoint records (step, epoch, history, best_metric, ...:
+    everything but weights, optimiser, scheduler and RNG states) is kept as `.checkpoint_info` (a dict).
+
+    Raises `selfmae.train.CheckpointError` naming the file when it is missing or unreadable, is not an engine
+    checkpoint, or does not fit the model (missing/unexpected keys, each key whose shape differs with both shapes);
+    for a classifier on a MedMNIST file, the registry's DataError when model.num_classes does not fit the file.
+    """
+    from selfmae.train import check_state_fits, load_checkpoint
+
+    state = load_checkpoint(checkpoint)   # an unreadable file is said before a model is built
+    model = build_model_for(dict(cfg, model=dict(cfg["model"], init="scratch")))
+    check_state_fits(model, state["model"], checkpoint)
+    model.load_state_dict(state["model"])
+    model.checkpoint_info = {k: v for k, v in state.items() if k not in _NOT_INFO}
+    return model.eval()
+
+
+_NOT_INFO = ("model", "optimizer", "scheduler", "rng", "epoch_acc", "scaler")
 
 
 def eval_classes(data_cfg: Mapping) -> tuple[tuple[str, ...], list[int] | None]:
@@ -133,8 +159,14 @@ def make_task(cfg: Mapping):
     if cfg["task"] == "classify":
         multiclass = dataset_spec(cfg["data"]).multiclass(cfg["data"])
         return ClassificationTask(num_classes=num_outputs(cfg), label_names=names, multiclass=multiclass)
+    return SegmentationTask(kind=dataset_spec(cfg["data"]).segmentation_kind, spacing=cfg["data"].get("spacing"),
+                            class_names=names, class_indices=indices, **sliding_window_settings(cfg))
+
+
+def sliding_window_settings(cfg: Mapping) -> dict:
+    """How whole volumes are predicted (`selfmae.eval.sliding_window_predict`): {"roi_size": data.roi_size
+    (voxels per axis), "sw_batch_size": eval.sw_batch_size (default 1), "overlap": eval.overlap (default 0.5)}."""
     ev = cfg.get("eval") or {}
-    return SegmentationTask(kind=dataset_spec(cfg["data"]).segmentation_kind, roi_size=cfg["data"]["roi_size"],
-                            spacing=cfg["data"].get("spacing"), class_names=names, class_indices=indices,
-                            overlap=ev.get("overlap", 0.5), sw_batch_size=ev.get("sw_batch_size", 1))
+    return {"roi_size": cfg["data"]["roi_size"], "sw_batch_size": ev.get("sw_batch_size", 1),
+            "overlap": ev.get("overlap", 0.5)}
 

@@ -8,15 +8,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from selfmae.data.registry import dataset_spec, input_size
-from selfmae.experiments.build import build_data, build_model_for, eval_classes
-
-
-def _fit_roi(image: torch.Tensor, roi: Sequence[int]) -> torch.Tensor:
-    """(C, *spatial) -> (C, *roi): centre crop / pad so a whole validation volume fits the MAE's input size."""
-    from monai.transforms import ResizeWithPadOrCrop
-
-    return torch.as_tensor(ResizeWithPadOrCrop(spatial_size=list(roi))(image))
+from selfmae.data.registry import dataset_spec
+from selfmae.experiments.build import build_data, eval_classes, load_trained, sliding_window_settings
 
 
 @torch.no_grad()
@@ -24,19 +17,17 @@ def reconstruction_examples(cfg: Mapping, checkpoint: str | Path, mask_ratio: fl
                             seed: int = 0, datasets: Mapping | None = None, channel: int = 0) -> list[dict]:
     """MAE reconstructions of `n` validation images for Fig. 2: dicts of 2D arrays original/masked/recon/pasted/error.
 
-    3D volumes are shown at their middle axial slice; multi-channel inputs at `channel` (BraTS: 0 = FLAIR).
+    The images are pre-training's validation items (`datasets`, default `build_data(cfg, "pretrain")`): the
+    registry's `inspect_transforms`, already the MAE's input size. 3D volumes are shown at their middle axial slice;
+    multi-channel inputs at `channel` (BraTS: 0 = FLAIR).
     """
-    from selfmae.train.checkpoint import load_model_weights
-
     datasets = datasets or build_data(cfg, "pretrain", check=False)
-    model = build_model_for(dict(cfg, model=dict(cfg["model"], init="scratch")))
-    load_model_weights(model, checkpoint)
-    model.eval()
+    model = load_trained(cfg, checkpoint)
     out = []
     for i in range(n):
         item = datasets["val"][i]
         item = item[0] if isinstance(item, list) else item
-        x = _fit_roi(torch.as_tensor(item["image"]), input_size(cfg["data"]))[None].float()
+        x = torch.as_tensor(item["image"])[None].float()
         torch.manual_seed(seed + i)
         loss, pred, mask = model(x, mask_ratio=mask_ratio)
         images = {"original": x, **model.reconstruct(x, pred, mask)}
@@ -56,17 +47,15 @@ def _display_slice(t: torch.Tensor) -> np.ndarray:
 def segmentation_examples(cfg: Mapping, checkpoints: Mapping[str, str | Path], n_cases: int = 2,
                           datasets: Mapping | None = None) -> list[dict]:
     """Fig. 3: for `n_cases` validation volumes, the axial slice with most foreground: image, ground truth and
-    each checkpoint's prediction as label maps (BTCV organ ids; BraTS 1 = WT only, 2 = TC, 3 = ET)."""
-    from monai.inferers import sliding_window_inference
+    each checkpoint's prediction as label maps (BTCV organ ids; BraTS 1 = WT only, 2 = TC, 3 = ET).
 
-    from selfmae.train.checkpoint import load_model_weights
+    Predictions are made as evaluation makes them: `selfmae.eval.sliding_window_predict` with the config's
+    `sliding_window_settings` (data.roi_size, eval.sw_batch_size, eval.overlap), on the CPU."""
+    from selfmae.eval import sliding_window_predict
 
     datasets = datasets or build_data(cfg, check=False)
-    models = {}
-    for name, path in checkpoints.items():
-        model = build_model_for(dict(cfg, model=dict(cfg["model"], init="scratch")))
-        load_model_weights(model, path)
-        models[name] = model.eval()
+    models = {name: load_trained(cfg, path) for name, path in checkpoints.items()}
+    window = sliding_window_settings(cfg)
     brats = dataset_spec(cfg["data"]).regions   # sigmoid region channels (TC/WT/ET), not class ids
     _, indices = eval_classes(cfg["data"])
     cases = []
@@ -76,7 +65,7 @@ def segmentation_examples(cfg: Mapping, checkpoints: Mapping[str, str | Path], n
         label = torch.as_tensor(item["label"])
         maps = {"ground truth": _label_map(label, brats, indices)}
         for name, model in models.items():
-            logits = sliding_window_inference(image, cfg["data"]["roi_size"], 4, model, overlap=0.5)[0]
+            logits = sliding_window_predict(model, image, **window)[0]
             maps[name] = _label_map(logits.sigmoid() > 0.5 if brats else logits.argmax(0, keepdim=True), brats,
                                     indices)
         z = int(np.argmax((maps["ground truth"] > 0).sum(axis=(0, 1))))

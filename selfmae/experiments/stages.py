@@ -12,7 +12,8 @@ import torch
 
 from selfmae.config import config_hash, save_run_record
 from selfmae.data.registry import dataset_spec
-from selfmae.experiments.build import build_data, build_model_for, eval_classes, make_task
+from selfmae.experiments.build import (build_data, build_model_for, eval_classes, load_trained, make_task,
+                                      sliding_window_settings)
 from selfmae.io import atomic_write_text
 from selfmae.repro import REPO_ROOT, seed_everything
 
@@ -103,25 +104,22 @@ def run_evaluate(cfg: Mapping, checkpoint: str | Path, out_dir: str | Path | Non
     from monai.data import DataLoader
 
     from selfmae.eval import evaluate_segmentation
-    from selfmae.train import load_model_weights, resolve_device
+    from selfmae.train import resolve_device
 
     out_dir = Path(out_dir or Path(checkpoint).parent)
     datasets = datasets or build_data(cfg)
-    model = build_model_for(dict(cfg, model=dict(cfg["model"], init="scratch")))
-    load_model_weights(model, checkpoint)
     device = resolve_device(cfg["train"]["device"])
-    model = model.to(device).eval()
+    model = load_trained(cfg, checkpoint).to(device)
     split = eval_split(datasets)
     csv_path = out_dir / f"per_case_{split}.csv"
     with torch.no_grad():
         if cfg["task"] == "segment":
             names, indices = eval_classes(cfg["data"])
-            ev = cfg.get("eval") or {}
             loader = DataLoader(datasets[split], batch_size=1, num_workers=0)
             metrics = evaluate_segmentation(
-                model, loader, kind=dataset_spec(cfg["data"]).segmentation_kind, roi_size=cfg["data"]["roi_size"], class_names=names,
-                class_indices=indices, spacing=cfg["data"].get("spacing"), sw_batch_size=ev.get("sw_batch_size", 1),
-                overlap=ev.get("overlap", 0.5), device=device, out_csv=csv_path).summary
+                model, loader, kind=dataset_spec(cfg["data"]).segmentation_kind, class_names=names,
+                class_indices=indices, spacing=cfg["data"].get("spacing"), device=device, out_csv=csv_path,
+                **sliding_window_settings(cfg)).summary
         else:
             loader = DataLoader(datasets[split], batch_size=cfg["train"]["batch_size"], num_workers=0)
             metrics = make_task(cfg).evaluate(model, loader, device)

@@ -14,17 +14,18 @@ Two layers, so tests and notebooks can drive everything without a browser:
 
 Images come from the shipped real samples (PneumoniaMNIST, a ChestX-ray14 radiograph, an abdominal CT, an
 AdrenalMNIST3D volume), the synthetic phantoms, or a file of the user's (.png/.jpg/.tif, .nii/.nii.gz, .npy,
-MedMNIST .npz 2D or 3D, or a folder of them). Each is prepared as the training pipelines prepare it: 2D images
-resized (short side to `data.resize`) and centre-cropped to `data.crop`; volumes reoriented to RAS, resampled to
-`data.spacing` and centre-cropped/padded to `data.roi_size`; MedMNIST 3D volumes resized to `data.resize` and
-z-scored, as `pretrain_medmnist3d` trains on them. Models are MAE checkpoints found under a runs folder (their
+MedMNIST .npz 2D or 3D, or a folder of them). Each is prepared by its model's dataset pipeline: the registry's
+`inspect_transforms`, the preprocessing that validates pre-training (CXR14: histogram equalisation, resize, z-score,
+centre crop; CT: RAS, spacing, HU window, foreground crop, centre crop to `data.roi_size`; BraTS: z-score over
+non-zero voxels; MedMNIST: z-score, resize, centre crop), so nothing drifts from training. Models are MAE checkpoints found under a runs folder (their
 `config.yaml` beside them says how to build them), or "untrained": a tiny MAE built from the profile's config with
 fixed weights, to show what a model that has learnt nothing produces. The explorer opens on the trained MAE that
 fits the image (`default_checkpoint`: notebook 02's or 12's for 2D images, 03's or 04's for volumes, 14's for
 MedMNIST 3D volumes) and on "untrained" only when none has run; it says which (`MaskExplorer.model_description`,
 the widget's model line).
 
-The package, by purpose: `sources` (images: the shipped samples, a user's files, preparation as training does),
+The package, by purpose: `sources` (images: the shipped samples, a user's files), `prepare` (an image through its
+model's dataset pipeline),
 `checkpoints` (finding, describing and building the MAE), `core` (`MaskExplorer`, `ExplorerView`), `render` (PNG
 panels, the matplotlib figure) and `widget` (the ipywidgets controls, the only module importing ipywidgets).
 The quickstart notebooks' helpers (`medmnist_source`, `medmnist_description`, `quickstart_table`) live in
@@ -32,23 +33,22 @@ The quickstart notebooks' helpers (`medmnist_source`, `medmnist_description`, `q
 """
 from __future__ import annotations
 
-from selfmae.explore.checkpoints import (CHECKPOINT_PATTERNS, PREFERRED_RUNS, UNTRAINED, UNTRAINED_EXPERIMENT,
-                                         ModelEntry, build_explorer_model, checkpoint_dims, default_checkpoint,
-                                         discover_checkpoints)
+from selfmae.explore.checkpoints import (CHECKPOINT_PATTERNS, PREFERRED_RUNS, UNTRAINED, ModelEntry,
+                                         build_explorer_model, checkpoint_dims, default_checkpoint,
+                                         discover_checkpoints, preferred_experiments)
 from selfmae.explore.core import DEFAULT_RATIOS, PANELS, ExplorerView, MaskExplorer
+from selfmae.explore.prepare import model_input_size, prepare_input
 from selfmae.explore.render import HIDDEN_TINT, plot_view, render_panels, to_png
 from selfmae.explore.sources import (ARRAY_SUFFIXES, IMAGE_SUFFIXES, SAMPLE_DIR, SAMPLES, SOURCES, VOLUME_SUFFIXES,
-                                     ExplorerError, LoadedImage, image_kind, load_image, model_input_size,
-                                     normalise, prepare_input, resolve_source, source_data_label)
+                                     ExplorerError, LoadedImage, load_image, resolve_source, source_data_label)
 from selfmae.explore.widget import AXES, PANEL_TITLES, ExplorerWidget, explorer_widget
 from selfmae.quickstart import medmnist_description, medmnist_source, quickstart_table
 
 __all__ = [
     "ARRAY_SUFFIXES", "AXES", "CHECKPOINT_PATTERNS", "DEFAULT_RATIOS", "HIDDEN_TINT", "IMAGE_SUFFIXES", "PANELS",
-    "PANEL_TITLES", "PREFERRED_RUNS", "SAMPLES", "SAMPLE_DIR", "SOURCES", "UNTRAINED", "UNTRAINED_EXPERIMENT",
-    "VOLUME_SUFFIXES", "ExplorerError", "ExplorerView", "ExplorerWidget", "LoadedImage", "MaskExplorer", "ModelEntry",
+    "PANEL_TITLES", "PREFERRED_RUNS", "SAMPLES", "SAMPLE_DIR", "SOURCES", "UNTRAINED", "VOLUME_SUFFIXES",
+    "ExplorerError", "ExplorerView", "ExplorerWidget", "LoadedImage", "MaskExplorer", "ModelEntry",
     "build_explorer_model", "checkpoint_dims", "default_checkpoint", "discover_checkpoints", "explorer_widget",
-    "image_kind", "load_image", "medmnist_description", "medmnist_source", "model_input_size", "normalise",
-    "plot_view", "prepare_input", "quickstart_table", "render_panels", "resolve_source", "source_data_label",
-    "to_png",
+    "load_image", "medmnist_description", "medmnist_source", "model_input_size", "plot_view", "preferred_experiments",
+    "prepare_input", "quickstart_table", "render_panels", "resolve_source", "source_data_label", "to_png",
 ]

@@ -9,21 +9,26 @@ from typing import Mapping
 
 import torch
 
-from selfmae.explore.sources import ExplorerError, LoadedImage, image_kind
+from selfmae.explore.sources import ExplorerError, LoadedImage
 from selfmae.repro import REPO_ROOT
 
 UNTRAINED = "untrained"
 
-# the config an "untrained" model is built from, by image kind (`image_kind`)
-UNTRAINED_EXPERIMENT = {"medmnist": "pretrain_medmnist", "medmnist3d": "pretrain_medmnist3d", 2: "pretrain_cxr14",
-                        3: "pretrain_btcv"}
 # where pre-training runs leave their checkpoints (relative to runs/<profile>)
 CHECKPOINT_PATTERNS = ("pretrain_*/last.pt", "pretrain_*/*/last.pt", "ablation_*/mask*/pretrain/last.pt")
-# the pre-training runs the explorer opens on, best first, by image kind (notebooks 12/02 for 2D, 03/04 for 3D,
-# 14 for MedMNIST 3D volumes)
-PREFERRED_RUNS = {"medmnist": ("pretrain_medmnist", "pretrain_cxr14"), 2: ("pretrain_cxr14", "pretrain_medmnist"),
-                  "medmnist3d": ("pretrain_medmnist3d", "pretrain_btcv", "pretrain_brats"),
-                  3: ("pretrain_btcv", "pretrain_brats")}
+# the pre-training runs the explorer opens on, best first, by the image's dimensions (notebooks 02/12 for 2D, 03/04
+# for 3D), after the one of the image's own dataset (`preferred_experiments`: a MedMNIST file's, notebooks 12/14)
+PREFERRED_RUNS = {2: ("pretrain_cxr14", "pretrain_medmnist"), 3: ("pretrain_btcv", "pretrain_brats")}
+
+
+def preferred_experiments(image: LoadedImage) -> tuple[str, ...]:
+    """The pre-training configs whose MAE suits `image`, best first: its own dataset's (the registry's
+    `pretrain_config`; a PneumoniaMNIST file -> pretrain_medmnist, a MedMNIST 3D file -> pretrain_medmnist3d), then
+    PREFERRED_RUNS of its dimensions. The first is also the config an untrained model is built from."""
+    from selfmae.data.registry import dataset_spec
+
+    own = (dataset_spec(image.dataset).pretrain_config(image.spatial_dims),) if image.dataset else ()
+    return tuple(dict.fromkeys(own + PREFERRED_RUNS[image.spatial_dims]))
 
 
 @dataclass
@@ -91,11 +96,11 @@ def checkpoint_dims(checkpoint: str | Path) -> int | None:
 
 def default_checkpoint(image: LoadedImage, runs_dir: str | Path) -> Path | str:
     """The checkpoint the explorer opens on for `image`: the last.pt of the pre-training notebook that fits it
-    (PREFERRED_RUNS: PneumoniaMNIST -> pretrain_medmnist, other 2D -> pretrain_cxr14, MedMNIST 3D volumes ->
+    (`preferred_experiments`: PneumoniaMNIST -> pretrain_medmnist, other 2D -> pretrain_cxr14, MedMNIST 3D volumes ->
     pretrain_medmnist3d, other volumes -> pretrain_btcv, then pretrain_brats), else any other MAE checkpoint of the
     image's dimensions under runs_dir (e.g. an ablation run), else UNTRAINED: untrained only when nothing has run."""
     runs_dir = Path(runs_dir)
-    preferred = [runs_dir / name / "last.pt" for name in PREFERRED_RUNS[image_kind(image)]]
+    preferred = [runs_dir / name / "last.pt" for name in preferred_experiments(image)]
     others = [p for p in discover_checkpoints(runs_dir).values() if p not in preferred] if runs_dir.is_dir() else []
     for path in preferred + others:
         if path.is_file() and checkpoint_dims(path) == image.spatial_dims:
@@ -132,7 +137,7 @@ def build_explorer_model(checkpoint: str | Path, image: LoadedImage, profile: st
     from selfmae.models import build_model
 
     if str(checkpoint) == UNTRAINED:
-        experiment = UNTRAINED_EXPERIMENT[image_kind(image)]
+        experiment = preferred_experiments(image)[0]
         cfg = load_config(experiment, profile)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
@@ -146,17 +151,15 @@ def build_explorer_model(checkpoint: str | Path, image: LoadedImage, profile: st
     if not path.is_file():
         raise ExplorerError(f"checkpoint not found: {path} — run the pre-training notebook that writes it "
                             "(02/03/04, 08, 12 or 14) or choose 'untrained'")
-    from selfmae.train import CheckpointError, check_state_fits, load_checkpoint
+    from selfmae.experiments import load_trained
+    from selfmae.train import CheckpointError
 
+    cfg = _read_run_config(path)
     try:
-        state = load_checkpoint(path)
-        cfg = _read_run_config(path)
-        model = build_model({k: v for k, v in cfg["model"].items() if k not in ("init", "pretrained")}, cfg["data"])
-        check_state_fits(model, state["model"], path)
+        model = load_trained(cfg, path)
     except CheckpointError as err:
         raise ExplorerError(str(err)) from None
-    model.load_state_dict(state["model"])
     run = path.parent.parent if path.parent.name == "pretrain" else path.parent   # ablation_*/mask*/pretrain
-    return ModelEntry(model.eval(), cfg, f"{run.name} (MAE, mask {100 * float(cfg['model']['mask_ratio']):g} %)",
-                      trained=True, description=_trained_description(path, state, cfg))
+    return ModelEntry(model, cfg, f"{run.name} (MAE, mask {100 * float(cfg['model']['mask_ratio']):g} %)",
+                      trained=True, description=_trained_description(path, model.checkpoint_info, cfg))
 

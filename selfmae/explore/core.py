@@ -14,7 +14,8 @@ import torch
 
 from selfmae.explore.checkpoints import (UNTRAINED, ModelEntry, _shown_path, build_explorer_model,
                                          default_checkpoint)
-from selfmae.explore.sources import ExplorerError, LoadedImage, load_image, prepare_input
+from selfmae.explore.prepare import prepare_input
+from selfmae.explore.sources import ExplorerError, LoadedImage, load_image
 from selfmae.repro import REPO_ROOT
 
 PANELS = ("original", "masked", "recon", "pasted", "error")
@@ -126,7 +127,7 @@ class MaskExplorer:
         return text
 
     def _load_model(self) -> None:
-        key = (str(self.checkpoint), self.image.spatial_dims, self.image.kind)
+        key = (str(self.checkpoint), self.image.spatial_dims, self.image.dataset)
         if key not in self._models:
             self._models[key] = build_explorer_model(self.checkpoint, self.image, self.profile)
         entry = self._models[key]
@@ -219,7 +220,7 @@ class MaskExplorer:
 
         rows = []
         for ckpt in checkpoints or [self.checkpoint]:
-            key = (str(ckpt), self.image.spatial_dims, self.image.kind)
+            key = (str(ckpt), self.image.spatial_dims, self.image.dataset)
             if key not in self._models:
                 self._models[key] = build_explorer_model(ckpt, self.image, self.profile)
             entry = self._models[key]

@@ -1,14 +1,12 @@
-"""Where the explorer's images come from and how they are prepared: the shipped real samples and phantoms,
-reading a user's image / volume / .npy / MedMNIST .npz / folder (`load_image`), and preparing it as training does
-(`normalise`, `prepare_input`). Also `ExplorerError`, the error a user can fix, used by the whole explorer."""
+"""Where the explorer's images come from: the shipped real samples and phantoms, and reading a user's image / volume /
+.npy / MedMNIST .npz / folder (`load_image`; `prepare.py` then prepares it as its model's dataset pipeline does).
+Also `ExplorerError`, the error a user can fix, used by the whole explorer."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
-import torch
 
 from selfmae.data.registry import SAMPLES_DIR
 
@@ -45,15 +43,9 @@ class LoadedImage:
     name: str
     spacing: tuple[float, ...] | None = None   # mm per voxel (volumes), None when unknown
     count: int = 1                             # images available at this source (for the index control)
-    kind: str = "file"                         # "medmnist" for MedMNIST files (their own untrained config)
-    uint8: bool = False
-
-
-def image_kind(image: LoadedImage) -> str | int:
-    """What decides an image's default model: "medmnist" / "medmnist3d" for MedMNIST files, else 2 or 3."""
-    if image.kind == "medmnist":
-        return "medmnist3d" if image.spatial_dims == 3 else "medmnist"
-    return image.spatial_dims
+    dataset: str | None = None                 # the registry's dataset of a bundle file (MedMNIST .npz), else None
+    uint8: bool = False                        # the file holds 8-bit values (0..255)
+    path: Path | None = None                   # the file it was read from (a folder's file, a MedMNIST .npz)
 
 
 def resolve_source(source: str | Path, profile: str = "tiny") -> Path:
@@ -79,14 +71,15 @@ def resolve_source(source: str | Path, profile: str = "tiny") -> Path:
     return Path(text).expanduser()
 
 
-def _suffix(path: Path) -> str:
+def suffix(path: Path) -> str:
+    """'.nii.gz' for gzipped NIfTI, else the lower-case suffix ('.png', '.npy', ...)."""
     name = path.name.lower()
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
 def _folder_files(folder: Path) -> list[Path]:
     known = IMAGE_SUFFIXES + VOLUME_SUFFIXES + (".npy",)
-    return sorted(p for p in folder.iterdir() if p.is_file() and _suffix(p) in known)
+    return sorted(p for p in folder.iterdir() if p.is_file() and suffix(p) in known)
 
 
 def load_image(source: str | Path, index: int = 0, profile: str = "tiny") -> LoadedImage:
@@ -104,33 +97,35 @@ def load_image(source: str | Path, index: int = 0, profile: str = "tiny") -> Loa
             raise ExplorerError(f"{path}: no image files in this folder (looked for "
                                 f"{', '.join(IMAGE_SUFFIXES + VOLUME_SUFFIXES)}, .npy)")
         count, path = len(files), files[min(max(index, 0), len(files) - 1)]
-    suffix = _suffix(path)
+    kind = suffix(path)
     try:
-        if suffix == ".npz":
+        if kind == ".npz":
             return _load_medmnist(path, index)
-        if suffix in IMAGE_SUFFIXES:
+        if kind in IMAGE_SUFFIXES:
             from selfmae.data import load_png  # PIL under the hood: any greyscale/RGB(A)/16-bit image
 
             array = load_png(path)
-            return LoadedImage(array.astype(np.float32), 2, path.name, count=count, uint8=array.dtype == np.uint8)
-        if suffix in VOLUME_SUFFIXES:
+            return LoadedImage(array.astype(np.float32), 2, path.name, count=count, uint8=array.dtype == np.uint8,
+                               path=path)
+        if kind in VOLUME_SUFFIXES:
             return _load_nifti(path, count)
-        if suffix == ".npy":
+        if kind == ".npy":
             array = np.load(path, allow_pickle=False)
             if array.ndim not in (2, 3):
                 raise ExplorerError(f"{path}: expected a 2D image or 3D volume, got an array of shape {array.shape}")
             return LoadedImage(array[None].astype(np.float32), array.ndim, path.name, count=count,
-                               uint8=array.dtype == np.uint8)
+                               uint8=array.dtype == np.uint8, path=path)
     except ExplorerError:
         raise
     except Exception as err:  # corrupt, truncated, not really that format: say which file and why
         raise ExplorerError(f"{path}: cannot read this file ({type(err).__name__}: {err})") from None
-    raise ExplorerError(f"{path}: unsupported file type {suffix or '(none)'}; use "
+    raise ExplorerError(f"{path}: unsupported file type {kind or '(none)'}; use "
                         f"{', '.join(IMAGE_SUFFIXES + VOLUME_SUFFIXES + ARRAY_SUFFIXES)} or a folder of them")
 
 
 def _load_medmnist(path: Path, index: int) -> LoadedImage:
     from selfmae.data import DataError, load_npz
+    from selfmae.data.registry import bundle_dataset
 
     try:
         arrays = load_npz(path)
@@ -143,7 +138,7 @@ def _load_medmnist(path: Path, index: int) -> LoadedImage:
     array = np.moveaxis(image, -1, 0) if image.ndim == dims + 1 else image[None]
     label = arrays["test_labels"][i].ravel().tolist()
     return LoadedImage(array.astype(np.float32), dims, f"{path.name} test #{i} (label {label})", count=len(images),
-                       kind="medmnist", uint8=image.dtype == np.uint8)
+                       dataset=bundle_dataset(path), uint8=image.dtype == np.uint8, path=path)
 
 
 def _load_nifti(path: Path, count: int) -> LoadedImage:
@@ -153,67 +148,14 @@ def _load_nifti(path: Path, count: int) -> LoadedImage:
     array = np.asarray(img.dataobj, dtype=np.float32)
     spacing = tuple(float(s) for s in img.header.get_zooms()[:3])
     if array.ndim == 2:
-        return LoadedImage(array[None], 2, path.name, count=count)
+        return LoadedImage(array[None], 2, path.name, count=count, path=path)
     if array.ndim == 4:   # channel-last (e.g. the four BraTS modalities)
         array = np.moveaxis(array, -1, 0)
     elif array.ndim == 3:
         array = array[None]
     else:
         raise ExplorerError(f"{path}: expected a 3D volume (or 4D with channels last), got shape {array.shape}")
-    return LoadedImage(array, 3, path.name, spacing=spacing, count=count)
-
-
-def normalise(image: LoadedImage, data_cfg: Mapping) -> np.ndarray:
-    """Intensities to [0, 1] as the pipelines do: 8-bit /255, CT in HU through the config's window
-    (a_min..a_max, default -175..250), anything else by its 0.5-99.5 percentiles."""
-    a = image.array
-    if image.uint8:
-        return a / 255.0
-    if a.min() < -500:   # Hounsfield units
-        lo, hi = float(data_cfg.get("a_min", -175)), float(data_cfg.get("a_max", 250))
-    else:
-        lo, hi = (float(v) for v in np.percentile(a, [0.5, 99.5]))
-    return np.clip((a - lo) / max(hi - lo, 1e-6), 0.0, 1.0).astype(np.float32)
-
-
-def model_input_size(data_cfg: Mapping) -> list[int]:
-    """The network's input size (`selfmae.data.registry.input_size`)."""
-    from selfmae.data.registry import input_size
-
-    return list(input_size(data_cfg))
-
-
-def prepare_input(image: LoadedImage, data_cfg: Mapping) -> torch.Tensor:
-    """(1, C, *model size): normalised; 2D resized (short side to resize, else crop), z-scored and centre-cropped;
-    3D for a MedMNIST model z-scored and resized to resize^3 (as `pretrain_medmnist3d` trains), other 3D resampled
-    to data.spacing (when both spacings are known); volumes then centre-cropped/padded to roi_size."""
-    import torch.nn.functional as F
-    from monai.transforms import ResizeWithPadOrCrop
-
-    from selfmae.data.registry import spec_of
-
-    size = model_input_size(data_cfg)
-    x = torch.from_numpy(normalise(image, data_cfg))[None]
-    shape = x.shape[2:]
-    if image.spatial_dims == 2:
-        short = int(data_cfg.get("resize") or size[0])
-        new = [max(1, round(s * short / min(shape))) for s in shape]
-        x = F.interpolate(x, size=new, mode="bilinear", antialias=True, align_corners=False)
-        x = (x - x.mean()) / x.std().clamp_min(1e-6)   # z-scored per image, as the 2D training pipelines do
-    elif spec_of(data_cfg).resizes_volumes:              # MedMNIST volumes: z-scored per volume, then resized
-        x = (x - x.mean()) / x.std().clamp_min(1e-6)
-        if data_cfg.get("resize"):
-            x = F.interpolate(x, size=[int(data_cfg["resize"])] * 3, mode="area")
-    elif image.spacing and data_cfg.get("spacing"):
-        new = [max(1, round(s * sp / tsp)) for s, sp, tsp in zip(shape, image.spacing, data_cfg["spacing"])]
-        x = F.interpolate(x, size=new, mode="trilinear", align_corners=False)
-    x = ResizeWithPadOrCrop(spatial_size=size)(x[0])
-    x = (x.as_tensor() if hasattr(x, "as_tensor") else torch.as_tensor(x))[None]   # plain tensor: MetaTensor is slow
-    channels = spec_of(data_cfg).in_channels(data_cfg)
-    if x.shape[1] != channels:   # a 1-channel image into a 4-channel model: repeat; otherwise the first channel
-        x = x[:, :1].repeat(1, channels, *([1] * len(size)))
-    return x.float().contiguous()
-
+    return LoadedImage(array, 3, path.name, spacing=spacing, count=count, path=path)
 
 
 def source_data_label(source: str | Path, profile: str = "tiny") -> str:
