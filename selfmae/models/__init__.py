@@ -22,7 +22,7 @@ from .vit import ViT, interpolate_pos_embed, sincos_pos_embed
 __all__ = [
     "ViT", "MAE", "ViTClassifier", "UNETR", "build_model", "img_size_of", "load_pretrained_encoder", "LoadReport",
     "read_state_dict", "param_groups", "random_masking", "sincos_pos_embed", "interpolate_pos_embed",
-    "architecture_name",
+    "architecture_name", "nnformer_size",
 ]
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,8 @@ def _out_channels(model_cfg: dict, data_cfg: dict) -> int:
 def build_model(model_cfg: dict, data_cfg: dict) -> nn.Module:
     """Build the model named by `model_cfg["name"]` for the data described by `data_cfg`.
 
-    ViT-based models: mae | vit_classifier | unetr. nnformer | nnformer_mae come from `selfmae.models.nnformer`
-    (`build_nnformer(model_cfg, data_cfg)`), swin_unetr from MONAI. If `model_cfg["pretrained"]` names a file,
+    ViT-based models: mae | vit_classifier | unetr; nnformer | nnformer_mae (`selfmae.models.nnformer`,
+    `nnformer_mae`); swin_unetr from MONAI. Raises KeyError for a key the model needs that the sections lack. If `model_cfg["pretrained"]` names a file,
     it is loaded with `load_pretrained_encoder(source=model_cfg["init"])` and the report kept as `.load_report`.
     """
     name = model_cfg.get("name")
@@ -97,9 +97,7 @@ def _build_vit(name: str, model_cfg: dict, data_cfg: dict) -> nn.Module:
 def _build_other(name: str, model_cfg: dict, data_cfg: dict) -> nn.Module:
     """Models without our ViT, imported lazily so that a missing optional part fails only when it is asked for."""
     if name in ("nnformer", "nnformer_mae"):
-        from .nnformer import build_nnformer
-
-        return build_nnformer(model_cfg, data_cfg)
+        return _build_nnformer(name, model_cfg, data_cfg)
     from monai.networks.nets import SwinUNETR
 
     return SwinUNETR(
@@ -110,3 +108,25 @@ def _build_other(name: str, model_cfg: dict, data_cfg: dict) -> nn.Module:
         drop_rate=0.0,
         dropout_path_rate=float(model_cfg.get("drop_path", 0.0)),
     )
+
+
+def nnformer_size(model_cfg: dict, data_cfg: dict) -> dict[str, Any]:
+    """The size kwargs of `NnFormer` / `NnFormerMAE` from the config sections: img_size (= data.roi_size, voxels),
+    patch_size, embed_dim, depths, num_heads, window_sizes. Raises KeyError naming a missing key."""
+    return dict(img_size=tuple(data_cfg["roi_size"]), patch_size=tuple(model_cfg["patch_size"]),
+                embed_dim=int(model_cfg["embed_dim"]), depths=tuple(model_cfg["depths"]),
+                num_heads=tuple(model_cfg["num_heads"]), window_sizes=tuple(model_cfg["window_sizes"]))
+
+
+def _build_nnformer(name: str, model_cfg: dict, data_cfg: dict) -> nn.Module:
+    """nnFormer ("nnformer") or its MAE ("nnformer_mae"); input size = data.roi_size."""
+    from .nnformer import NnFormer
+    from .nnformer_mae import NnFormerMAE
+
+    common = dict(in_channels=int(data_cfg["in_channels"]), **nnformer_size(model_cfg, data_cfg),
+                  drop_path=float(model_cfg["drop_path"]))
+    if name == "nnformer_mae":
+        return NnFormerMAE(**common, mask_ratio=float(model_cfg["mask_ratio"]),
+                           norm_pix_loss=bool(model_cfg["norm_pix_loss"]))
+    return NnFormer(**common, out_channels=int(model_cfg["out_channels"]),
+                    deep_supervision=bool(model_cfg["deep_supervision"]))
