@@ -36,10 +36,10 @@ def run_case(name: str, out_dir: Path):
         train, val, cfg = cls_data(16, 0), cls_data(8, 1), base_cfg(epochs=2)
     else:
         torch.manual_seed(0)
-        kind = {"seg_classes": "btcv", "seg_regions": "brats"}[name]
+        kind = name.removeprefix("seg_")
         model = tiny_segmenter(1, 3)
         task = SegmentationTask(kind, roi_size=(8, 8, 8), spacing=(1.5, 1.5, 2.0),
-                                class_names=["one", "two"] if kind == "btcv" else ["TC", "WT", "ET"])
+                                class_names=["one", "two"] if kind == "classes" else ["TC", "WT", "ET"])
         train, val = seg_data(4, 0, kind, crops=True), seg_data(2, 1, kind, crops=False)
         cfg = base_cfg(epochs=2, batch_size=2, lr=3e-2)
     return fit(model, task, train, val, cfg, out_dir), model

@@ -8,7 +8,7 @@
     spec.eval_classes(data_cfg)               # (evaluated class or region names, output channels holding them)
     spec.out_channels(data_cfg)               # segmentation outputs when model.out_channels is null
     spec.input_size(data_cfg)                 # the network's input size, from the data section
-    spec.segmentation_kind                    # how predictions are post-processed (`selfmae.eval.postprocess`)
+    spec.segmentation_kind                    # label convention: "classes" or "regions" (`selfmae.eval.inference`)
 
 Adding a dataset is adding one `DatasetSpec` subclass to REGISTRY. Readers, checks and pipelines live in their
 own modules (cxr14.py, btcv.py, brats.py, medmnist.py, decathlon.py, transforms.py); this file only routes, so
@@ -58,7 +58,7 @@ def _without_labels(splits: Mapping[str, list[dict]]) -> dict[str, list[dict]]:
 
 
 class BTCV(DatasetSpec):
-    name, tasks, segmentation_kind = "btcv", ("segment",), "btcv"
+    name, tasks, segmentation_kind = "btcv", ("segment",), "classes"
     release_folder, image_folder, train_size = "BTCV", "RawData/Training/img", 18
 
     def read(self, data_cfg, task):
@@ -85,7 +85,7 @@ class BTCV(DatasetSpec):
 
 
 class BraTS(DatasetSpec):
-    name, tasks, segmentation_kind, regions = "brats", ("segment",), "brats", True
+    name, tasks, segmentation_kind = "brats", ("segment",), "regions"
     release_folder, train_size = "Task01_BrainTumour", 387
 
     def read(self, data_cfg, task):
@@ -176,7 +176,7 @@ class MedMNIST(DatasetSpec):
 class Decathlon(DatasetSpec):
     """Any MSD task / nnU-Net v2 raw dataset (`decathlon.py`): channels and labels from its dataset.json."""
 
-    name, tasks, segmentation_kind, synthetic = "decathlon", ("segment",), "btcv", False
+    name, tasks, segmentation_kind, synthetic = "decathlon", ("segment",), "classes", False
 
     def read(self, data_cfg, task):
         from .decathlon import read_decathlon

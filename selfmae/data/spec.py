@@ -34,8 +34,9 @@ class DatasetSpec:
 
     name = ""
     tasks: tuple[str, ...] = ()
-    segmentation_kind: str | None = None   # "btcv": softmax over class ids; "brats": sigmoid regions
-    regions = False                         # label channels are overlapping regions (sigmoid), not class ids
+    # the label convention of segmentation (`selfmae.eval.inference`): "classes" = exclusive class ids (softmax,
+    # argmax), "regions" = overlapping binary regions, one channel each (sigmoid > 0.5); None: no segmentation
+    segmentation_kind: str | None = None
     synthetic = True                        # data_dir null means phantoms written by `prepare_synthetic`
     release_folder = ""                     # the folder the real release unpacks to (notebooks' data_dir/<it>)
     image_folder = ""                       # where its images lie under the root, for the explorer's phantoms
@@ -56,6 +57,11 @@ class DatasetSpec:
         """The MONAI `Compose` turning an item of `read` into tensors: image (C, *input size) float32 for
         training (3D: a list of num_samples crops), whole volumes for segment evaluation; see transforms.py."""
         raise NotImplementedError
+
+    @property
+    def regions(self) -> bool:
+        """True when the label channels are overlapping regions (sigmoid), not class ids."""
+        return self.segmentation_kind == "regions"
 
     def require_task(self, task: str) -> None:
         """Raise ValueError when `task` (pretrain | classify | segment) does not apply to this dataset."""
