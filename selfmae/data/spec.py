@@ -37,6 +37,8 @@ class DatasetSpec:
     # the label convention of segmentation (`selfmae.eval.inference`): "classes" = exclusive class ids (softmax,
     # argmax), "regions" = overlapping binary regions, one channel each (sigmoid > 0.5); None: no segmentation
     segmentation_kind: str | None = None
+    data_keys: tuple[str, ...] = ()         # data keys its reader and pipeline read without a default: the
+                                            # configs define them, `selfmae.config.load_config` requires them
     synthetic = True                        # data_dir null means phantoms written by `prepare_synthetic`
     release_folder = ""                     # the folder the real release unpacks to (notebooks' data_dir/<it>)
     image_folder = ""                       # where its images lie under the root, for the explorer's phantoms

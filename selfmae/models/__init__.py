@@ -1,6 +1,7 @@
 """Models: one ViT (2D/3D) for MAE pre-training, classification and UNETR; nnFormer; weight transfer.
 
-`build_model(model_cfg, data_cfg)` turns the config sections into a module (see .notes/CONTRACTS.md).
+`build_model(model_cfg, data_cfg)` turns the config sections into a module (see .notes/CONTRACTS.md). The sizes
+and settings come from the sections as the YAMLs in selfmae/configs/ define them: no default is repeated here.
 """
 from __future__ import annotations
 
@@ -62,14 +63,14 @@ def _build_vit(name: str, model_cfg: dict, data_cfg: dict) -> nn.Module:
     if name not in VIT_MODELS:
         raise ValueError(f"model.name must be one of {VIT_MODELS + OTHER_MODELS}, got {name!r}.")
     common: dict[str, Any] = dict(
-        spatial_dims=int(data_cfg.get("spatial_dims", 2)),
+        spatial_dims=int(data_cfg["spatial_dims"]),
         in_channels=spec_of(data_cfg).in_channels(data_cfg),
         img_size=img_size_of(data_cfg),
-        patch_size=model_cfg.get("patch_size", 16),
-        embed_dim=int(model_cfg.get("embed_dim", 768)),
-        depth=int(model_cfg.get("depth", 12)),
-        num_heads=int(model_cfg.get("num_heads", 12)),
-        mlp_ratio=float(model_cfg.get("mlp_ratio", 4.0)),
+        patch_size=model_cfg["patch_size"],
+        embed_dim=int(model_cfg["embed_dim"]),
+        depth=int(model_cfg["depth"]),
+        num_heads=int(model_cfg["num_heads"]),
+        mlp_ratio=float(model_cfg["mlp_ratio"]),
     )
     if name == "mae":
         if float(model_cfg.get("drop_path") or 0.0) != 0.0:   # the MAE encoder has no stochastic depth (as MAE's)
@@ -78,19 +79,19 @@ def _build_vit(name: str, model_cfg: dict, data_cfg: dict) -> nn.Module:
                              "and use drop_path when fine-tuning (unetr, vit_classifier)")
         model: nn.Module = MAE(
             **common,
-            decoder_embed_dim=int(model_cfg.get("decoder_embed_dim", 256)),
-            decoder_depth=int(model_cfg.get("decoder_depth", 8)),
-            decoder_num_heads=int(model_cfg.get("decoder_num_heads", 8)),
-            mask_ratio=float(model_cfg.get("mask_ratio", 0.75)),
-            norm_pix_loss=bool(model_cfg.get("norm_pix_loss", True)),
+            decoder_embed_dim=int(model_cfg["decoder_embed_dim"]),
+            decoder_depth=int(model_cfg["decoder_depth"]),
+            decoder_num_heads=int(model_cfg["decoder_num_heads"]),
+            mask_ratio=float(model_cfg["mask_ratio"]),
+            norm_pix_loss=bool(model_cfg["norm_pix_loss"]),
         )
     elif name == "vit_classifier":
-        model = ViTClassifier(**common, num_classes=int(model_cfg.get("num_classes", 14)),
-                              drop_path=float(model_cfg.get("drop_path", 0.1)))
+        model = ViTClassifier(**common, num_classes=int(model_cfg["num_classes"]),
+                              drop_path=float(model_cfg["drop_path"]))
     else:
         model = UNETR(**common, out_channels=_out_channels(model_cfg, data_cfg),
-                      drop_path=float(model_cfg.get("drop_path", 0.1)),
-                      feature_size=int(model_cfg.get("feature_size", 16)), skip_layers=model_cfg.get("skip_layers"))
+                      drop_path=float(model_cfg["drop_path"]),
+                      feature_size=int(model_cfg["feature_size"]), skip_layers=model_cfg.get("skip_layers"))
     return model
 
 
@@ -103,10 +104,10 @@ def _build_other(name: str, model_cfg: dict, data_cfg: dict) -> nn.Module:
     return SwinUNETR(
         in_channels=spec_of(data_cfg).in_channels(data_cfg),
         out_channels=_out_channels(model_cfg, data_cfg),
-        feature_size=int(model_cfg.get("feature_size", 48)),
-        spatial_dims=int(data_cfg.get("spatial_dims", 3)),
+        feature_size=int(model_cfg["feature_size"]),
+        spatial_dims=int(data_cfg["spatial_dims"]),
         drop_rate=0.0,
-        dropout_path_rate=float(model_cfg.get("drop_path", 0.0)),
+        dropout_path_rate=float(model_cfg["drop_path"]),
     )
 
 
