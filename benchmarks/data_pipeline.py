@@ -18,16 +18,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from selfmae.config import load_config  # noqa: E402
 from selfmae.data import build_datasets, prepare_synthetic  # noqa: E402
 from selfmae.io import atomic_write_text  # noqa: E402
 
-# (name, dataset, task, data_cfg extras): tiny-profile numbers, paper code paths
+# (name, dataset, task, data_cfg extras): tiny-profile numbers over the paper profile's data section (its code paths)
 PIPELINES = (
     ("cxr14 classify", "cxr14", "classify", {"resize": 128, "crop": 112, "val_fraction": 0.1}),
     ("btcv pretrain", "btcv", "pretrain", {"spacing": [6.0, 6.0, 8.0], "roi_size": [32, 32, 32], "num_samples": 4}),
     ("btcv segment", "btcv", "segment", {"spacing": [6.0, 6.0, 8.0], "roi_size": [32, 32, 32], "num_samples": 4,
                                          "organs": 8}),
-    ("brats segment", "brats", "segment", {"roi_size": [32, 32, 32], "num_samples": 1}),
+    ("brats segment", "brats", "segment", {"roi_size": [32, 32, 32], "num_samples": 1, "spacing": None}),
 )
 
 
@@ -41,7 +42,8 @@ def _epochs(ds, epochs: int) -> tuple[int, float]:
 
 
 def bench(name: str, dataset: str, task: str, extra: dict, data_dir: Path, epochs: int) -> dict:
-    cfg = {"dataset": dataset, "data_dir": str(data_dir), "num_workers": 0, "split_seed": 0, **extra}
+    paper = load_config(f"{'pretrain' if task == 'pretrain' else 'finetune'}_{dataset}", "paper")["data"]
+    cfg = {**paper, "data_dir": str(data_dir), "num_workers": 0, **extra}
     plain = build_datasets({**cfg, "cache": False}, task)["train"]
     n, t_plain = _epochs(plain, epochs)
     start = time.perf_counter()

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from selfmae.eval.inference import CLASSES, check_kind
+
 __all__ = ["flat_guess_loss", "pixel_logistic_regression", "intensity_voxel_classifier"]
 
 
@@ -90,9 +92,9 @@ def pixel_logistic_regression(train, test, label_names: Sequence[str], size: int
 
 
 def _voxel_targets(label: torch.Tensor, kind: str) -> torch.Tensor:
-    """(1, *S) class ids (btcv) or (3, *S) TC/WT/ET masks (brats) -> (*S) one id per voxel (brats: 0 background,
-    1 WT only, 2 TC not ET, 3 ET), so one multi-class classifier covers both."""
-    if kind == "btcv":
+    """(1, *S) class ids ("classes") or (3, *S) nested TC/WT/ET masks ("regions", BraTS's) -> (*S) one id per voxel
+    (regions: 0 background, 1 WT only, 2 TC not ET, 3 ET), so one multi-class classifier covers both."""
+    if check_kind(kind) == CLASSES:
         return label[0].long()
     tc, wt, et = (label[i].bool() for i in range(3))
     out = torch.zeros(wt.shape, dtype=torch.long)
@@ -101,8 +103,8 @@ def _voxel_targets(label: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 def _voxel_onehot(ids: torch.Tensor, kind: str, class_indices: Sequence[int]) -> torch.Tensor:
-    """(*S) ids -> (1, K, *S) binary masks of the evaluated classes (brats: TC, WT, ET from the ids above)."""
-    if kind == "btcv":
+    """(*S) ids -> (1, K, *S) binary masks of the evaluated classes (regions: TC, WT, ET from the ids above)."""
+    if check_kind(kind) == CLASSES:
         return torch.stack([ids == k for k in class_indices])[None]
     return torch.stack([ids >= 2, ids >= 1, ids == 3])[None]
 
@@ -114,8 +116,8 @@ def intensity_voxel_classifier(train, val, kind: str, class_names: Sequence[str]
 
     train: training crops {"image": (C, *S), "label": ...}, its random transforms seeded with `seed` (MONAI
     `set_rnd`); val: whole validation volumes. Foreground voxels are kept with priority when sub-sampling to
-    `max_voxels`. kind: "btcv" (labels (1, *S) ids; `class_indices` are the ids scored) or "brats" (labels
-    (3, *S) TC/WT/ET). Returns {"dice": mean, "dice/<name>": ..., "n_cases"} under `selfmae.eval.metrics`'
+    `max_voxels`. kind: "classes" (labels (1, *S) ids; `class_indices` are the ids scored) or "regions" (labels
+    (3, *S) nested TC/WT/ET, as BraTS); ValueError for another. Returns {"dice": mean, "dice/<name>": ..., "n_cases"} under `selfmae.eval.metrics`'
     conventions (a missed structure scores 0).
     """
     from monai.data.utils import set_rnd
@@ -176,5 +178,5 @@ def finetune_reference(cfg: Mapping, datasets: Mapping | None = None) -> dict:
     split = eval_split(datasets)
     if cfg["task"] == "classify":
         return pixel_logistic_regression(datasets["train"], datasets[split], names)
-    kind = dataset_spec(cfg["data"]).segmentation_kind   # "btcv" class ids or "brats" regions
+    kind = dataset_spec(cfg["data"]).segmentation_kind   # "classes" (class ids) or "regions"
     return intensity_voxel_classifier(datasets["train"], datasets[split], kind, names, indices)

@@ -93,7 +93,8 @@ def load_config(experiment: str | Path, profile: str = "tiny",
                 overrides: Mapping[str, Any] | None = None) -> dict:
     """Resolve one experiment config: base keys <- profile numbers <- overrides (dotted keys).
 
-    Raises ConfigError naming the file and the offending key for an unknown profile or key.
+    Raises ConfigError naming the file and the offending key for an unknown profile or key, or for a data key
+    the dataset needs that the file does not define (`DatasetSpec.data_keys`).
     """
     path = config_path(experiment)
     raw = _read_yaml(path)
@@ -109,9 +110,21 @@ def load_config(experiment: str | Path, profile: str = "tiny",
     cfg = _merge(raw, profiles[profile] or {}, where=f"{path} (profile {profile!r})")
     if overrides:
         cfg = _merge(cfg, dotted_to_nested(overrides), where=f"{path} (override)")
+    _require_data_keys(cfg["data"], where=str(path))
     cfg["profile"] = profile
     cfg["config_file"] = str(path)
     return cfg
+
+
+def _require_data_keys(data: Mapping, where: str) -> None:
+    """ConfigError naming the file and every key the data section's dataset reads without a default
+    (`DatasetSpec.data_keys`) that the section lacks: the YAML is the one place for those values."""
+    from selfmae.data.registry import missing_data_keys
+
+    missing = missing_data_keys(data)
+    if missing:
+        raise ConfigError(f"{where}: the data section lacks {', '.join('data.' + k for k in missing)}, which "
+                          f"dataset {data['dataset']!r} needs (its configs in selfmae/configs/ show the values)")
 
 
 def config_hash(cfg: Mapping) -> str:

@@ -249,10 +249,14 @@ def table3_ablation(dataset: str, ours: Mapping[tuple[float, int], Sequence[Mapp
 
     ours: (mask_ratio, paper epochs) -> summaries; our_epochs maps the paper's epoch count to ours (tiny is shorter).
     architecture: the UNETR we fine-tuned (a name, or (mask_ratio, paper epochs) -> name).
+    Raises KeyError naming the ablations paper_results.yaml holds when it has none for `dataset`.
     """
-    key = {"brats": "table3_ablation_brats", "btcv": "table3_ablation_btcv"}[dataset]
+    tables = paper_results()["selfmedmae"]
+    if f"table3_ablation_{dataset}" not in tables:
+        raise KeyError(f"the paper has no Table 3 ablation for dataset {dataset!r} (paper_results.yaml: "
+                       f"{', '.join(k for k in tables if k.startswith('table3_ablation_'))})")
     records = []
-    for r in paper_results()["selfmedmae"][key]["rows"]:
+    for r in tables[f"table3_ablation_{dataset}"]["rows"]:
         base = {"Mask ratio": f"{100 * r['mask_ratio']:g}%", "Pre-train epochs (paper)": r["epochs"]}
         paper = {"Pre-train epochs (ours)": "–", "Architecture": PAPER_UNETR, "Source": "paper",
                  "Avg DSC": f"{r['avg_dsc']:.2f}"}

@@ -30,10 +30,10 @@ def _train_crops(items):
 def test_intensity_reference_is_the_same_number_whatever_ran_before():
     """Its training crops are random; the reference seeds them, so a re-run prints the same value."""
     train, val = _train_crops(_volumes(6, 0)), _volumes(3, 1)
-    first = intensity_voxel_classifier(train, val, "btcv", ["cube"], [1], max_voxels=4000)
+    first = intensity_voxel_classifier(train, val, "classes", ["cube"], [1], max_voxels=4000)
     for _ in range(5):   # move the transforms' random state on, as earlier use in a notebook would
         train[0]
-    again = intensity_voxel_classifier(train, val, "btcv", ["cube"], [1], max_voxels=4000)
+    again = intensity_voxel_classifier(train, val, "classes", ["cube"], [1], max_voxels=4000)
     assert again["dice"] == first["dice"]
     assert first["dice"] > 0.6   # intensity does separate this toy: the reference can tell signal
 
@@ -43,5 +43,5 @@ def test_intensity_reference_stays_low_when_intensity_says_nothing():
     items = _volumes(6, 0)
     shuffled = [{"image": items[i]["image"], "label": items[(i + 1) % 6]["label"]} for i in range(6)]
     noise = [{"image": torch.randn(1, 16, 16, 16), "label": v["label"]} for v in _volumes(3, 1)]
-    result = intensity_voxel_classifier(_train_crops(shuffled), noise, "btcv", ["cube"], [1], max_voxels=4000)
+    result = intensity_voxel_classifier(_train_crops(shuffled), noise, "classes", ["cube"], [1], max_voxels=4000)
     assert result["dice"] < 0.5

@@ -87,6 +87,17 @@ def test_unknown_top_level_key_is_rejected(tmp_path: Path):
         load_config(path, "tiny")
 
 
+@pytest.mark.parametrize("experiment,key", [("finetune_decathlon", "a_min"), ("pretrain_brats", "et_convention")])
+def test_a_data_key_the_dataset_needs_is_required_from_the_file(tmp_path: Path, experiment, key):
+    """No silent default in the pipelines: a file without one of its dataset's keys fails at loading, naming both."""
+    raw = yaml.safe_load((Path(__file__).parents[1] / "selfmae" / "configs" / f"{experiment}.yaml").read_text())
+    del raw["data"][key]
+    path = tmp_path / f"{experiment}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=rf"{experiment}\.yaml.*data\.{key}.*{raw['data']['dataset']}"):
+        load_config(path)
+
+
 def test_missing_experiment_file():
     with pytest.raises(ConfigError, match="no such experiment 'nope'"):
         load_config("nope")

@@ -98,6 +98,7 @@ def test_nnunet_v2_folder_trains_through_the_pipeline(tmp_path):
 
     root = brats_folder(tmp_path, ids=(0, 1, 2, 4), form="nnunet_v2", per_channel=True)
     ds = build_datasets({"dataset": "brats", "data_dir": str(root), "roi_size": [8, 8, 8], "val_fraction": 0.5,
+                         "split_seed": 0, "spacing": None, "et_convention": "dataset_json", "num_samples": 1,
                          "cache": False}, "segment")
     item = ds["val"][0]
     assert tuple(item["image"].shape[:1]) == (4,) and tuple(item["label"].shape[:1]) == (3,)

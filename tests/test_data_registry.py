@@ -29,8 +29,9 @@ def test_classes_and_output_channels_are_the_papers():
     assert btcv.out_channels({"organs": 13}) == 14 and btcv.out_channels({"organs": 8}) == 9
     assert dataset_spec("brats").eval_classes({}) == (BRATS_REGIONS, [0, 1, 2]) and dataset_spec("brats").regions
     assert dataset_spec("cxr14").eval_classes({}) == (CXR14_LABELS, None)
-    assert (btcv.segmentation_kind, dataset_spec("brats").segmentation_kind) == ("btcv", "brats")
-    assert dataset_spec("decathlon").segmentation_kind == "btcv"      # class ids, softmax
+    assert (btcv.segmentation_kind, dataset_spec("brats").segmentation_kind) == ("classes", "regions")
+    assert dataset_spec("decathlon").segmentation_kind == "classes"   # class ids, softmax
+    assert not btcv.regions and not dataset_spec("decathlon").regions
     with pytest.raises(ValueError, match="model.out_channels is required"):
         dataset_spec("cxr14").out_channels({})
 

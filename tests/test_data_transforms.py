@@ -17,8 +17,10 @@ def base(tmp_path_factory):
 
 def small_cfg(dataset, root, **kw):
     cfg = {"dataset": dataset, "data_dir": str(root), "cache": False, "num_workers": 0, "split_seed": 0}
-    cfg.update({"btcv": {"spacing": [9.6, 9.6, 13.0], "roi_size": [16, 16, 16], "num_samples": 2, "organs": 8},
-                "brats": {"roi_size": [16, 16, 16], "num_samples": 2, "et_convention": "dataset_json"},
+    cfg.update({"btcv": {"spacing": [9.6, 9.6, 13.0], "roi_size": [16, 16, 16], "num_samples": 2, "organs": 8,
+                         "a_min": -175, "a_max": 250},
+                "brats": {"roi_size": [16, 16, 16], "num_samples": 2, "et_convention": "dataset_json",
+                          "spacing": None, "val_fraction": 0.2},
                 "cxr14": {"resize": 48, "crop": 40, "val_fraction": 0.1}}.get(dataset, {}))
     cfg.update(kw)
     return cfg
@@ -26,7 +28,8 @@ def small_cfg(dataset, root, **kw):
 
 def test_cxr14_real_sample_paper_sizes(tmp_path):
     root = sample_copy("cxr14-sample", tmp_path)
-    cfg = {"dataset": "cxr14", "data_dir": str(root), "resize": 256, "crop": 224, "val_fraction": 0.0, "cache": False}
+    cfg = {"dataset": "cxr14", "data_dir": str(root), "resize": 256, "crop": 224, "val_fraction": 0.0, "cache": False,
+           "split_seed": 0}
     ds = build_datasets(cfg, "classify")
     train, test = ds["train"][0], ds["test"][0]
     for item in (train, test):
@@ -70,7 +73,7 @@ def test_btcv_pretrain_needs_no_labels_and_reaches_paper_roi(base):
 
 def test_real_ct_through_paper_pipeline():
     cfg = {"dataset": "btcv", "spacing": [1.5, 1.5, 2.0], "roi_size": [96, 96, 96], "a_min": -175, "a_max": 250,
-           "num_samples": 2}
+           "num_samples": 2, "organs": 8}
     item = {"image": str(SAMPLES / "ct-sample" / "example_ct.nii.gz"), "case_id": "example_ct"}
     out = build_transforms(cfg, "pretrain", train=True)(item)
     assert len(out) == 2 and out[0]["image"].shape == (1, 96, 96, 96)

@@ -74,7 +74,7 @@ def cls_data(n: int, seed: int) -> Dataset:
 
 
 def seg_data(n: int, seed: int, kind: str, crops: bool) -> Dataset:
-    """12^3 volumes with two cubes (intensity 1 and 2); btcv labels 0/1/2, brats regions (TC, WT, ET)."""
+    """12^3 volumes with two cubes (intensity 1 and 2); kind "classes": labels 0/1/2, "regions": (TC, WT, ET)."""
     g = torch.Generator().manual_seed(seed)
     items = []
     for i in range(n):
@@ -83,7 +83,7 @@ def seg_data(n: int, seed: int, kind: str, crops: bool) -> Dataset:
             o = torch.randint(0, 7, (3,), generator=g).tolist()
             lab[0, o[0]:o[0] + 5, o[1]:o[1] + 5, o[2]:o[2] + 5] = cls
         img = lab.float() + 0.2 * torch.randn(1, 12, 12, 12, generator=g)
-        if kind == "brats":
+        if kind == "regions":
             lab = torch.cat([lab == 1, lab > 0, lab == 2]).float()
         items.append({"image": img, "label": lab, "case_id": f"case{i}"})
     t = RandSpatialCropSamplesd(keys=["image", "label"], roi_size=(8, 8, 8), num_samples=2, random_size=False)
@@ -123,7 +123,7 @@ def _quiet_single_thread(monkeypatch):
 # --------------------------------------------------------------------------------------------- learning
 
 
-@pytest.mark.parametrize("kind", ["mae", "classify", "btcv", "brats"])
+@pytest.mark.parametrize("kind", ["mae", "classify", "classes", "regions"])
 def test_losses_fall(kind, tmp_path):
     torch.manual_seed(0)
     if kind == "mae":
@@ -136,7 +136,7 @@ def test_losses_fall(kind, tmp_path):
         out_ch = 3
         model = tiny_segmenter(1, out_ch)
         task = SegmentationTask(kind, roi_size=(8, 8, 8), spacing=(1.5, 1.5, 2.0), class_names=["one", "two"]
-                                if kind == "btcv" else ["TC", "WT", "ET"])
+                                if kind == "classes" else ["TC", "WT", "ET"])
         train, val = seg_data(8, 0, kind, crops=True), seg_data(2, 1, kind, crops=False)
         cfg = base_cfg(epochs=12, batch_size=2, lr=3e-2, val_every=6)
     res = fit(model, task, train, val, cfg, tmp_path / kind)
@@ -145,7 +145,7 @@ def test_losses_fall(kind, tmp_path):
     assert task.main_metric in res.history[-1] and res.best_ckpt is not None and res.best_ckpt.exists()
     rows = read_csv(tmp_path / kind / "metrics.csv", drop_timing=False)
     assert len(rows) == cfg["epochs"] and {"epoch", "step", "train_loss", "lr", "seconds", "samples_per_s"} <= set(rows[0])
-    if kind in ("btcv", "brats"):
+    if kind in ("classes", "regions"):
         assert rows[0]["dice"] == "" and float(rows[5]["dice"]) >= 0     # validated every 6 epochs only
         assert res.history[-1]["dice"] > 0.3
     if kind == "classify":

@@ -137,7 +137,7 @@ def test_sliding_window_evaluation_of_a_perfect_model_and_per_case_csv(tmp_path)
     assert out.shape == (1, 3, 14, 13, 12)
     loader = [{"image": label, "label": label.long(), "case_id": ["p1"]},
               {"image": label, "label": label.long(), "case_id": ["p,2"]}]
-    res = evaluate_segmentation(model, loader, kind="btcv", roi_size=(8, 8, 8), class_names=["spleen", "liver"],
+    res = evaluate_segmentation(model, loader, kind="classes", roi_size=(8, 8, 8), class_names=["spleen", "liver"],
                                 spacing=(1.5, 1.5, 2.0), out_csv=tmp_path / "cases.csv")
     assert res.summary["dice"] == pytest.approx(1.0) and res.summary["hd95"] == pytest.approx(0.0)
     rows = list(csv.DictReader(open(tmp_path / "cases.csv")))
@@ -146,7 +146,7 @@ def test_sliding_window_evaluation_of_a_perfect_model_and_per_case_csv(tmp_path)
     assert float(rows[0]["dice"]) == 1.0 and rows[0]["status"] == "present"
 
     # validation's Dice-only mode: the same Dice, no HD95 keys or column
-    quick = evaluate_segmentation(model, loader, kind="btcv", roi_size=(8, 8, 8), class_names=["spleen", "liver"],
+    quick = evaluate_segmentation(model, loader, kind="classes", roi_size=(8, 8, 8), class_names=["spleen", "liver"],
                                   spacing=(1.5, 1.5, 2.0), out_csv=tmp_path / "quick.csv", hd95=False)
     assert quick.summary == {k: v for k, v in res.summary.items() if not k.startswith("hd95")}
     assert list(csv.DictReader(open(tmp_path / "quick.csv")))[0].keys() == {"case_id", "class", "dice", "status"}
@@ -155,7 +155,7 @@ def test_sliding_window_evaluation_of_a_perfect_model_and_per_case_csv(tmp_path)
 def test_brats_regions_are_thresholded_sigmoids():
     target = torch.cat([cube(), cube(size=6, lo=(3, 3, 1)), torch.zeros_like(cube())], 1)
     model = lambda x: (target * 2 - 1) * 10     # noqa: E731 (logits agreeing with the target)
-    res = evaluate_segmentation(model, [{"image": torch.zeros(1, 4, 12, 12, 12), "label": target}], kind="brats",
+    res = evaluate_segmentation(model, [{"image": torch.zeros(1, 4, 12, 12, 12), "label": target}], kind="regions",
                                 roi_size=(12, 12, 12), class_names=["TC", "WT", "ET"], spacing=(1, 1, 1))
     assert res.summary["dice/TC"] == 1.0 and res.summary["dice/WT"] == 1.0
     assert res.summary["dice/ET"] == 1.0 and res.summary["n_absent/ET"] == 1    # absent from both: stated, counted

@@ -13,9 +13,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from _nnformer_sizes import TINY  # tests/ is on sys.path under pytest
 
 from selfmae.models import MAE
-from selfmae.models.nnformer import NNFORMER_SIZES
 from selfmae.models.nnformer_mae import NnFormerMAE
 from selfmae.models.vit import from_patches, to_patches
 
@@ -184,7 +184,7 @@ def _vit(dims, channels, **kw):
 
 def _nnformer(channels, **kw):
     torch.manual_seed(0)
-    return NnFormerMAE(channels, **NNFORMER_SIZES["tiny"], **kw)
+    return NnFormerMAE(channels, **TINY, **kw)
 
 
 def _input(channels, *size, batch=2):
@@ -236,7 +236,7 @@ def test_vit_mae_is_unchanged(dims, channels, ratio, norm_pix):
 @pytest.mark.parametrize("channels,ratio,norm_pix", [(1, 0.75, True), (2, 0.5, False), (1, 0.125, True)])
 def test_nnformer_mae_is_unchanged(channels, ratio, norm_pix):
     model = _nnformer(channels, norm_pix_loss=norm_pix)
-    x = _input(channels, *NNFORMER_SIZES["tiny"]["img_size"], batch=2)
+    x = _input(channels, *TINY["img_size"], batch=2)
     loss, _, mask, _ = _assert_same(model, x, 7, _old_nn_forward, _old_nn_reconstruct, ratio)
     hidden, want = NN_GOLDEN[channels, ratio, norm_pix]
     assert _hidden(mask) == hidden

@@ -15,6 +15,8 @@ from selfmae.models.vit import from_patches, to_patches
 
 TINY = dict(patch_size=8, embed_dim=64, depth=4, num_heads=4)
 DEC = dict(decoder_embed_dim=32, decoder_depth=2, decoder_num_heads=4)
+# the rest of a model section, as the configs give it (build_model has no defaults of its own)
+SECTION = dict(mlp_ratio=4.0, drop_path=0.0, mask_ratio=0.75, norm_pix_loss=True, feature_size=16, skip_layers=None)
 SIZE = {2: 64, 3: 32}
 DIMS = pytest.mark.parametrize("dims", [2, 3])
 
@@ -251,8 +253,8 @@ def test_shape_mismatch_names_the_key(tmp_path):
 
 @pytest.mark.parametrize("name", ["mae", "vit_classifier", "unetr"])
 def test_layer_decay_groups_cover_every_parameter_once(name):
-    data = {"spatial_dims": 3, "in_channels": 1, "roi_size": [32, 32, 32], "dataset": "btcv"}
-    model = build_model({"name": name, **TINY, **DEC, "num_classes": 3, "skip_layers": None}, data)
+    data = {"spatial_dims": 3, "in_channels": 1, "roi_size": [32, 32, 32], "dataset": "btcv", "organs": 8}
+    model = build_model({"name": name, **TINY, **DEC, **SECTION, "num_classes": 3}, data)
     groups = param_groups(model, weight_decay=0.05, layer_decay=0.75, lr=1e-3)
     ids = [id(p) for g in groups for p in g["params"]]
     assert len(ids) == len(set(ids)) == len(list(model.parameters()))
@@ -268,9 +270,9 @@ def test_layer_decay_groups_cover_every_parameter_once(name):
 
 def test_build_model_reads_config_sections():
     data2 = {"spatial_dims": 2, "in_channels": 1, "crop": 64, "dataset": "cxr14"}
-    mae = build_model({"name": "mae", **TINY, **DEC, "mask_ratio": 0.5}, data2)
+    mae = build_model({"name": "mae", **TINY, **DEC, **SECTION, "mask_ratio": 0.5}, data2)
     assert isinstance(mae, MAE) and mae.mask_ratio == 0.5 and mae.encoder.img_size == (64, 64)
-    seg = build_model({"name": "unetr", **TINY, "feature_size": 8},
+    seg = build_model({"name": "unetr", **TINY, **SECTION, "feature_size": 8},
                       {"spatial_dims": 3, "in_channels": 4, "roi_size": [32, 32, 32], "dataset": "brats"})
     assert seg(torch.randn(1, 4, 32, 32, 32)).shape == (1, 3, 32, 32, 32)
     with pytest.raises(ValueError, match="model.name"):

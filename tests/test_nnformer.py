@@ -3,12 +3,14 @@
 import pytest
 import torch
 
-from selfmae.models.nnformer import NNFORMER_SIZES, NnFormer, NnFormerBlock, stage_geometry
+from _nnformer_sizes import TINY, paper_size  # tests/ is on sys.path under pytest
+
+from selfmae.models.nnformer import NnFormer, NnFormerBlock
+from selfmae.models.nnformer_geometry import stage_geometry
 from selfmae.models.nnformer_mae import NnFormerMAE
 from selfmae.models.transfer import PretrainedWeightsError, load_pretrained_encoder
 
-TINY = NNFORMER_SIZES["tiny"]
-PAPER = NNFORMER_SIZES["paper"]
+PAPER = paper_size()
 
 
 @pytest.fixture(autouse=True)

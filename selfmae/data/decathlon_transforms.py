@@ -30,27 +30,30 @@ from .transforms import RAS_LABELS, _flips, _random_crops
 def decathlon_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
     """The pipeline for the task folder at cfg["data_dir"] (its dataset.json decides CT or MRI and the labels).
 
-    Raises DataError naming dataset.json when it cannot be read, ValueError for a bad `intensity` setting."""
+    Reads the keys the config defines (pretrain/finetune_decathlon.yaml; `Decathlon.data_keys`): data_dir,
+    roi_size, spacing (null: the files' voxels), intensity, a_min/a_max (HU), num_samples, augment_prob.
+    Raises DataError naming dataset.json when it cannot be read, ValueError for a bad `intensity` setting,
+    KeyError for a missing key."""
     _, spec = read_spec(cfg["data_dir"])
     roi = [int(r) for r in cfg["roi_size"]]
     keys = ["image", "label"] if task == "segment" else ["image"]
     steps: list = [LoadImaged(keys, image_only=True), EnsureChannelFirstd(keys),
                    Orientationd(keys, axcodes="RAS", labels=RAS_LABELS)]
-    if cfg.get("spacing"):
+    if cfg["spacing"]:
         steps.append(Spacingd(keys, pixdim=cfg["spacing"], mode=("bilinear", "nearest")[: len(keys)]))
     if task == "segment":
         ids = list(classes(spec, cfg["data_dir"])[0])
         if ids != list(range(len(ids))):
             steps.append(MapLabelValued("label", ids, list(range(len(ids))), dtype=np.uint8))
-    if intensity(spec, cfg.get("intensity", "auto")) == "ct":
-        steps += [ScaleIntensityRanged("image", a_min=cfg.get("a_min", -175), a_max=cfg.get("a_max", 250),
+    if intensity(spec, cfg["intensity"]) == "ct":
+        steps += [ScaleIntensityRanged("image", a_min=cfg["a_min"], a_max=cfg["a_max"],
                                        b_min=0.0, b_max=1.0, clip=True),
                   CropForegroundd(keys, source_key="image")]
     else:
         steps += [CropForegroundd(keys, source_key="image"),
                   NormalizeIntensityd("image", nonzero=True, channel_wise=True)]
     steps += [SpatialPadd(keys, spatial_size=roi), EnsureTyped(keys, dtype=torch.float32)]
-    n = int(cfg.get("num_samples", 4))
+    n = int(cfg["num_samples"])
     if train and task == "segment":   # fg/bg voxel lists computed once (cached), not for every crop
         steps += [FgBgToIndicesd("label", image_key="image", image_threshold=0),
                   RandCropByPosNegLabeld(keys, label_key="label", spatial_size=roi, pos=1, neg=1, num_samples=n,
@@ -61,7 +64,7 @@ def decathlon_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
         steps.append(_random_crops(keys, roi, n))
     elif task == "pretrain":
         steps.append(CenterSpatialCropd(keys, roi_size=roi))
-    p = float(cfg.get("augment_prob", 0.1))
+    p = float(cfg["augment_prob"])
     if train and p > 0:
         steps += _flips(keys, 3, p) + [RandRotate90d(keys, prob=p, max_k=3)]
     if task == "segment":

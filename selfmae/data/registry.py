@@ -9,7 +9,7 @@
     spec.eval_classes(data_cfg)               # (evaluated class or region names, output channels holding them)
     spec.out_channels(data_cfg)               # segmentation outputs when model.out_channels is null
     spec.input_size(data_cfg)                 # the network's input size, from the data section
-    spec.segmentation_kind                    # how predictions are post-processed (`selfmae.eval.postprocess`)
+    spec.segmentation_kind                    # label convention: "classes" or "regions" (`selfmae.eval.inference`)
     spec.pretrain_config(spatial_dims)        # the shipped pre-training config for its images
     bundle_dataset(path)                      # which dataset a bundle file (MedMNIST .npz) belongs to
 
@@ -27,7 +27,7 @@ from .common import DataError, DataProblem
 from .spec import DatasetSpec, input_size
 
 __all__ = ["DATASETS", "MEDMNIST3D_SAMPLE", "MEDMNIST_SAMPLE", "PAPER_DATASETS", "REGISTRY", "SAMPLES_DIR", "DatasetSpec",
-           "bundle_dataset", "dataset_spec", "input_size", "spec_of"]
+           "bundle_dataset", "dataset_spec", "input_size", "missing_data_keys", "spec_of"]
 
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"   # real public samples, package data (see its README.md)
 MEDMNIST_SAMPLE = SAMPLES_DIR / "medmnist" / "pneumoniamnist_subset.npz"
@@ -36,13 +36,14 @@ MEDMNIST3D_SAMPLE = SAMPLES_DIR / "medmnist3d" / "adrenalmnist3d.npz"
 
 class CXR14(DatasetSpec):
     name, tasks = "cxr14", ("classify",)
+    data_keys = ("data_dir", "resize", "crop", "val_fraction", "split_seed")
     release_folder, image_folder, train_size = "ChestX-ray14", "images", 77_871
     image_files = (".png",)
 
     def read(self, data_cfg, task):
         from .cxr14 import read_cxr14
-        return read_cxr14(data_cfg["data_dir"], float(data_cfg.get("val_fraction", 0.1)),
-                          int(data_cfg.get("split_seed", 0)), data_cfg.get("max_images"))
+        return read_cxr14(data_cfg["data_dir"], float(data_cfg["val_fraction"]), int(data_cfg["split_seed"]),
+                          data_cfg.get("max_images"))
 
     def check(self, data_dir, task=None):
         from .checks import check_cxr14
@@ -62,7 +63,8 @@ def _without_labels(splits: Mapping[str, list[dict]]) -> dict[str, list[dict]]:
 
 
 class BTCV(DatasetSpec):
-    name, tasks, segmentation_kind = "btcv", ("segment",), "btcv"
+    name, tasks, segmentation_kind = "btcv", ("segment",), "classes"
+    data_keys = ("data_dir", "roi_size", "spacing", "a_min", "a_max", "organs", "num_samples")
     release_folder, image_folder, train_size = "BTCV", "RawData/Training/img", 18
 
     def read(self, data_cfg, task):
@@ -82,20 +84,20 @@ class BTCV(DatasetSpec):
         """The paper's 8 organs (Table 1 order): trained on all 13 (organs=13, the paper's protocol) they are
         their ids in the 13-label numbering; with organs=8 the labels are already 1..8 in that order."""
         from .btcv import BTCV_ORGAN_IDS, BTCV_ORGANS
-        return BTCV_ORGANS, (list(BTCV_ORGAN_IDS) if data_cfg.get("organs", 8) == 13 else list(range(1, 9)))
+        return BTCV_ORGANS, (list(BTCV_ORGAN_IDS) if data_cfg["organs"] == 13 else list(range(1, 9)))
 
     def out_channels(self, data_cfg):
-        return int(data_cfg.get("organs", 8)) + 1
+        return int(data_cfg["organs"]) + 1
 
 
 class BraTS(DatasetSpec):
-    name, tasks, segmentation_kind, regions = "brats", ("segment",), "brats", True
+    name, tasks, segmentation_kind = "brats", ("segment",), "regions"
+    data_keys = ("data_dir", "roi_size", "spacing", "et_convention", "num_samples", "val_fraction", "split_seed")
     release_folder, train_size = "Task01_BrainTumour", 387
 
     def read(self, data_cfg, task):
         from .brats import read_brats
-        splits = read_brats(data_cfg["data_dir"], float(data_cfg.get("val_fraction", 0.2)),
-                            int(data_cfg.get("split_seed", 0)))
+        splits = read_brats(data_cfg["data_dir"], float(data_cfg["val_fraction"]), int(data_cfg["split_seed"]))
         return _without_labels(splits) if task == "pretrain" else splits
 
     def check(self, data_dir, task=None):
@@ -184,12 +186,14 @@ class MedMNIST(DatasetSpec):
 class Decathlon(DatasetSpec):
     """Any MSD task / nnU-Net v2 raw dataset (`decathlon.py`): channels and labels from its dataset.json."""
 
-    name, tasks, segmentation_kind, synthetic = "decathlon", ("segment",), "btcv", False
+    name, tasks, segmentation_kind, synthetic = "decathlon", ("segment",), "classes", False
+    data_keys = ("data_dir", "in_channels", "intensity", "spacing", "roi_size", "num_samples", "a_min", "a_max",
+                 "augment_prob", "val_fraction", "split_seed")
 
     def read(self, data_cfg, task):
         from .decathlon import read_decathlon
-        return read_decathlon(data_cfg["data_dir"], float(data_cfg.get("val_fraction", 0.2)),
-                              int(data_cfg.get("split_seed", 0)), with_labels=task != "pretrain")
+        return read_decathlon(data_cfg["data_dir"], float(data_cfg["val_fraction"]), int(data_cfg["split_seed"]),
+                              with_labels=task != "pretrain")
 
     def check(self, data_dir, task=None):
         from .decathlon import check_decathlon
@@ -257,6 +261,12 @@ def bundle_dataset(path: str | os.PathLike) -> str | None:
     name = Path(path).name.lower()
     return next((spec.name for spec in REGISTRY.values() if spec.bundle_files and name.endswith(spec.bundle_files)),
                 None)
+
+
+def missing_data_keys(data_cfg: Mapping[str, Any]) -> list[str]:
+    """The keys of the section's dataset entry (`DatasetSpec.data_keys`) that the data section lacks; [] when
+    none is missing or the section names no known dataset."""
+    return [k for k in spec_of(data_cfg).data_keys if k not in data_cfg]
 
 
 def spec_of(data_cfg: Mapping[str, Any]) -> DatasetSpec:

@@ -34,8 +34,11 @@ class DatasetSpec:
 
     name = ""
     tasks: tuple[str, ...] = ()
-    segmentation_kind: str | None = None   # "btcv": softmax over class ids; "brats": sigmoid regions
-    regions = False                         # label channels are overlapping regions (sigmoid), not class ids
+    # the label convention of segmentation (`selfmae.eval.inference`): "classes" = exclusive class ids (softmax,
+    # argmax), "regions" = overlapping binary regions, one channel each (sigmoid > 0.5); None: no segmentation
+    segmentation_kind: str | None = None
+    data_keys: tuple[str, ...] = ()         # data keys its reader and pipeline read without a default: the
+                                            # configs define them, `selfmae.config.load_config` requires them
     synthetic = True                        # data_dir null means phantoms written by `prepare_synthetic`
     release_folder = ""                     # the folder the real release unpacks to (notebooks' data_dir/<it>)
     image_folder = ""                       # where its images lie under the root, for the explorer's phantoms
@@ -72,6 +75,11 @@ class DatasetSpec:
     def pretrain_config(self, spatial_dims: int) -> str:
         """The shipped pre-training config (selfmae/configs/<it>.yaml) whose MAE suits this dataset's images."""
         return f"pretrain_{self.name}"
+
+    @property
+    def regions(self) -> bool:
+        """True when the label channels are overlapping regions (sigmoid), not class ids."""
+        return self.segmentation_kind == "regions"
 
     def require_task(self, task: str) -> None:
         """Raise ValueError when `task` (pretrain | classify | segment) does not apply to this dataset."""

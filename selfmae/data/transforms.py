@@ -78,7 +78,7 @@ def cxr14_transforms(cfg: Mapping, train: bool) -> Compose:
     image (zero mean, unit variance: the role of MAE's ImageNet mean/std normalisation, so the patch embedding
     sees contrasts of order 1, not 0.1), random crop `crop` + horizontal flip (train) or centre crop (eval).
     Image (1, crop, crop) float32, label (14,) float32 (an item without a label is prepared all the same)."""
-    size, crop = int(cfg.get("resize", 256)), int(cfg.get("crop", 224))
+    size, crop = int(cfg["resize"]), int(cfg["crop"])
     steps = [
         LoadPNGd("image"),
         HistogramNormalized("image", num_bins=256, min=0, max=255),
@@ -101,18 +101,18 @@ def btcv_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
     non-negative input), pad to roi; then
     random roi crops (pretrain: plain random crops, no labels; segment: pos/neg label sampling), flips, 90°
     rotations. Evaluation: whole volumes (segment) or a centre roi crop (pretrain)."""
-    roi = [int(r) for r in cfg.get("roi_size", (96, 96, 96))]
+    roi = [int(r) for r in cfg["roi_size"]]
     keys = ["image", "label"] if task == "segment" else ["image"]
     steps = [
         LoadImaged(keys, image_only=True),
         EnsureChannelFirstd(keys),
         Orientationd(keys, axcodes="RAS", labels=RAS_LABELS),
-        Spacingd(keys, pixdim=cfg.get("spacing", (1.5, 1.5, 2.0)), mode=("bilinear", "nearest")[: len(keys)]),
-        ScaleIntensityRanged("image", a_min=cfg.get("a_min", -175), a_max=cfg.get("a_max", 250),
+        Spacingd(keys, pixdim=cfg["spacing"], mode=("bilinear", "nearest")[: len(keys)]),
+        ScaleIntensityRanged("image", a_min=cfg["a_min"], a_max=cfg["a_max"],
                              b_min=0.0, b_max=1.0, clip=True),
     ]
     if task == "segment":
-        steps.append(MapLabelValued("label", *organ_mapping(int(cfg.get("organs", 8))), dtype=np.uint8))
+        steps.append(MapLabelValued("label", *organ_mapping(int(cfg["organs"])), dtype=np.uint8))
     steps.append(CropForegroundd(keys, source_key="image"))
     if cfg.get("zscore"):  # nnU-Net/nnFormer-style: zero mean, unit variance over the (foreground-cropped) volume
         steps.append(NormalizeIntensityd("image"))
@@ -120,21 +120,21 @@ def btcv_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
     if train and task == "segment" and cfg.get("crop_sampling", "posneg") == "classes":
         # every class (background and each organ) equally often at a crop's centre: small organs are seen as
         # often as the liver (`data.crop_sampling: classes`; the paper's pipeline samples pos/neg 1:1)
-        n_classes = int(cfg.get("organs", 8)) + 1
+        n_classes = int(cfg["organs"]) + 1
         steps += [ClassesToIndicesd("label", num_classes=n_classes),
                   RandCropByLabelClassesd(keys, label_key="label", spatial_size=roi, num_classes=n_classes,
-                                          num_samples=int(cfg.get("num_samples", 4)),
+                                          num_samples=int(cfg["num_samples"]),
                                           indices_key="label_cls_indices", warn=False),
                   DeleteItemsd(["label_cls_indices"])]
     elif train and task == "segment":  # fg/bg voxel lists are computed once (cached), not for every crop
         steps += [FgBgToIndicesd("label", image_key="image", image_threshold=0),
                   RandCropByPosNegLabeld(keys, label_key="label", spatial_size=roi, pos=1, neg=1,
-                                         num_samples=int(cfg.get("num_samples", 4)), image_key="image",
+                                         num_samples=int(cfg["num_samples"]), image_key="image",
                                          image_threshold=0, fg_indices_key="label_fg_indices",
                                          bg_indices_key="label_bg_indices"),
                   DeleteItemsd(["label_fg_indices", "label_bg_indices"])]
     elif train:
-        steps.append(_random_crops(keys, roi, int(cfg.get("num_samples", 4))))
+        steps.append(_random_crops(keys, roi, int(cfg["num_samples"])))
     elif task == "pretrain":
         steps.append(CenterSpatialCropd(keys, roi_size=roi))
     if train and float(cfg.get("augment_prob", 0.1)) > 0:  # the SelfMedMAE recipe: 0.1 per flip axis and rotation
@@ -149,14 +149,14 @@ def brats_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
     """Channel-last 4D image -> (4, ...), optional resampling to cfg["spacing"] (MSD is already 1 mm), labels to
     TC/WT/ET, foreground crop, z-score over non-zero voxels per channel, pad to roi; then random roi crops and
     flips for training; whole volumes (segment) or a centre crop (pretrain) for evaluation."""
-    roi = [int(r) for r in cfg.get("roi_size", (128, 128, 128))]
+    roi = [int(r) for r in cfg["roi_size"]]
     keys = ["image", "label"] if task == "segment" else ["image"]
     steps = [LoadImaged(keys, image_only=True), EnsureChannelFirstd(keys), Orientationd(keys, axcodes="RAS", labels=RAS_LABELS)]
-    if cfg.get("spacing"):
+    if cfg["spacing"]:
         steps.append(Spacingd(keys, pixdim=cfg["spacing"], mode=("bilinear", "nearest")[: len(keys)]))
     if task == "segment":
-        convention = cfg.get("et_convention", "dataset_json")
-        steps.append(ConvertToRegionsd("label", convention, region_ids(cfg.get("data_dir"), convention)))
+        convention = cfg["et_convention"]
+        steps.append(ConvertToRegionsd("label", convention, region_ids(cfg["data_dir"], convention)))
     steps += [
         CropForegroundd(keys, source_key="image"),
         NormalizeIntensityd("image", nonzero=True, channel_wise=True),
@@ -164,7 +164,7 @@ def brats_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
         EnsureTyped(keys, dtype=torch.float32),
     ]
     if train:
-        steps += [_random_crops(keys, roi, int(cfg.get("num_samples", 1)))] + _flips(keys, 3, 0.5)
+        steps += [_random_crops(keys, roi, int(cfg["num_samples"]))] + _flips(keys, 3, 0.5)
     elif task == "pretrain":
         steps.append(CenterSpatialCropd(keys, roi_size=roi))
     return Compose(steps)

@@ -1,7 +1,11 @@
 """Whole-volume evaluation for segmentation: sliding-window inference, post-processing, per-case metrics.
 
-BTCV (kind "btcv"): softmax classes, argmax, classes `class_indices` (default 1..K) evaluated one-vs-rest.
-BraTS (kind "brats"): independent sigmoid regions (TC, WT, ET), threshold 0.5, every channel evaluated.
+Two label conventions (`kind`, a dataset's `segmentation_kind` in the registry):
+    "classes"  mutually exclusive classes: labels (B, 1, *spatial) hold class ids, outputs are one softmax, the
+               prediction is their argmax; channels `class_indices` (default 1..K) evaluated one-vs-rest (BTCV).
+    "regions"  overlapping regions (nnU-Net's "region-based" training): labels (B, R, *spatial) hold one binary
+               mask per region, outputs are independent sigmoids thresholded at 0.5; every channel evaluated
+               (BraTS TC, WT, ET).
 """
 from __future__ import annotations
 
@@ -24,6 +28,16 @@ from .metrics import dice_hd95, summarize_segmentation
 
 log = logging.getLogger("selfmae.eval")
 
+CLASSES, REGIONS = "classes", "regions"
+SEGMENTATION_KINDS = (CLASSES, REGIONS)
+
+
+def check_kind(kind: str) -> str:
+    """`kind` when it is one of SEGMENTATION_KINDS, else ValueError naming both."""
+    if kind not in SEGMENTATION_KINDS:
+        raise ValueError(f"segmentation kind must be {CLASSES!r} or {REGIONS!r}, got {kind!r}")
+    return kind
+
 
 def sliding_window_predict(model: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor,
                            roi_size: Sequence[int], sw_batch_size: int = 1, overlap: float = 0.5,
@@ -33,17 +47,17 @@ def sliding_window_predict(model: Callable[[torch.Tensor], torch.Tensor], image:
 
 
 def postprocess(logits: torch.Tensor, kind: str) -> torch.Tensor:
-    """Binary (B, C_out, *spatial): one-hot argmax for "btcv", sigmoid > 0.5 for "brats"."""
-    if kind == "btcv":
+    """Logits (B, C_out, *spatial) -> binary (B, C_out, *spatial): one-hot argmax for "classes", sigmoid > 0.5 for
+    "regions"; ValueError for another kind."""
+    if check_kind(kind) == CLASSES:
         return one_hot(logits.argmax(1, keepdim=True), num_classes=logits.shape[1], dim=1)
-    if kind == "brats":
-        return (torch.sigmoid(logits.float()) > 0.5).float()
-    raise ValueError(f"segmentation kind must be 'btcv' or 'brats', got {kind!r}")
+    return (torch.sigmoid(logits.float()) > 0.5).float()
 
 
 def target_onehot(label: torch.Tensor, kind: str, num_channels: int) -> torch.Tensor:
-    """btcv labels (B, 1, *spatial) with values 0..C-1 -> one-hot; brats (B, 3, *spatial) regions -> binary."""
-    if kind == "btcv":
+    """"classes" labels (B, 1, *spatial) with values 0..C-1 -> one-hot (B, C, *spatial); "regions" labels
+    (B, R, *spatial) -> binary."""
+    if check_kind(kind) == CLASSES:
         return one_hot(label.long(), num_classes=num_channels, dim=1)
     return (label > 0.5).float()
 
@@ -75,14 +89,15 @@ def evaluate_segmentation(model: Callable[[torch.Tensor], torch.Tensor], loader:
                           hd95: bool = True, empty: str = "perfect") -> SegmentationResult:
     """Dice/HD95 of `model` on whole volumes from `loader` (items with "image", "label", optional "case_id").
 
-    class_indices: output channels to evaluate, in `class_names` order (btcv default 1..K, brats 0..K-1).
+    kind: the label convention, "classes" or "regions" (module docstring); ValueError for another.
+    class_indices: output channels to evaluate, in `class_names` order (default: classes 1..K, regions 0..K-1).
     out_csv: also write the per-case rows (case_id, class, dice[, hd95_mm], status) there, atomically; status
     says which convention of `selfmae.eval.metrics` scored the row (present / missed / false_positive / absent).
     hd95: also compute HD95 in mm (False: Dice only, as validation during training does).
     empty: the convention for a class absent from both truth and prediction ("perfect" or "exclude").
     """
     k = len(class_names)
-    idx = list(class_indices) if class_indices is not None else list(range(1, k + 1) if kind == "btcv" else range(k))
+    idx = list(class_indices) if class_indices is not None else list(range(1, k + 1) if check_kind(kind) == CLASSES else range(k))
     if len(idx) != k:
         raise ValueError(f"{len(idx)} class_indices for {k} class_names")
     rows: list[dict[str, Any]] = []

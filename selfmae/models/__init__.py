@@ -1,6 +1,7 @@
 """Models: one ViT (2D/3D) for MAE pre-training, classification and UNETR; nnFormer; weight transfer.
 
-`build_model(model_cfg, data_cfg)` turns the config sections into a module (see .notes/CONTRACTS.md).
+`build_model(model_cfg, data_cfg)` turns the config sections into a module (see .notes/CONTRACTS.md). The sizes
+and settings come from the sections as the YAMLs in selfmae/configs/ define them: no default is repeated here.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from .vit import ViT, interpolate_pos_embed, sincos_pos_embed
 __all__ = [
     "ViT", "MAE", "ViTClassifier", "UNETR", "build_model", "img_size_of", "load_pretrained_encoder", "LoadReport",
     "read_state_dict", "param_groups", "random_masking", "sincos_pos_embed", "interpolate_pos_embed",
-    "architecture_name",
+    "architecture_name", "nnformer_size",
 ]
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,8 @@ def _out_channels(model_cfg: dict, data_cfg: dict) -> int:
 def build_model(model_cfg: dict, data_cfg: dict) -> nn.Module:
     """Build the model named by `model_cfg["name"]` for the data described by `data_cfg`.
 
-    ViT-based models: mae | vit_classifier | unetr. nnformer | nnformer_mae come from `selfmae.models.nnformer`
-    (`build_nnformer(model_cfg, data_cfg)`), swin_unetr from MONAI. If `model_cfg["pretrained"]` names a file,
+    ViT-based models: mae | vit_classifier | unetr; nnformer | nnformer_mae (`selfmae.models.nnformer`,
+    `nnformer_mae`); swin_unetr from MONAI. Raises KeyError for a key the model needs that the sections lack. If `model_cfg["pretrained"]` names a file,
     it is loaded with `load_pretrained_encoder(source=model_cfg["init"])` and the report kept as `.load_report`.
     """
     name = model_cfg.get("name")
@@ -62,14 +63,14 @@ def _build_vit(name: str, model_cfg: dict, data_cfg: dict) -> nn.Module:
     if name not in VIT_MODELS:
         raise ValueError(f"model.name must be one of {VIT_MODELS + OTHER_MODELS}, got {name!r}.")
     common: dict[str, Any] = dict(
-        spatial_dims=int(data_cfg.get("spatial_dims", 2)),
+        spatial_dims=int(data_cfg["spatial_dims"]),
         in_channels=spec_of(data_cfg).in_channels(data_cfg),
         img_size=img_size_of(data_cfg),
-        patch_size=model_cfg.get("patch_size", 16),
-        embed_dim=int(model_cfg.get("embed_dim", 768)),
-        depth=int(model_cfg.get("depth", 12)),
-        num_heads=int(model_cfg.get("num_heads", 12)),
-        mlp_ratio=float(model_cfg.get("mlp_ratio", 4.0)),
+        patch_size=model_cfg["patch_size"],
+        embed_dim=int(model_cfg["embed_dim"]),
+        depth=int(model_cfg["depth"]),
+        num_heads=int(model_cfg["num_heads"]),
+        mlp_ratio=float(model_cfg["mlp_ratio"]),
     )
     if name == "mae":
         if float(model_cfg.get("drop_path") or 0.0) != 0.0:   # the MAE encoder has no stochastic depth (as MAE's)
@@ -78,35 +79,55 @@ def _build_vit(name: str, model_cfg: dict, data_cfg: dict) -> nn.Module:
                              "and use drop_path when fine-tuning (unetr, vit_classifier)")
         model: nn.Module = MAE(
             **common,
-            decoder_embed_dim=int(model_cfg.get("decoder_embed_dim", 256)),
-            decoder_depth=int(model_cfg.get("decoder_depth", 8)),
-            decoder_num_heads=int(model_cfg.get("decoder_num_heads", 8)),
-            mask_ratio=float(model_cfg.get("mask_ratio", 0.75)),
-            norm_pix_loss=bool(model_cfg.get("norm_pix_loss", True)),
+            decoder_embed_dim=int(model_cfg["decoder_embed_dim"]),
+            decoder_depth=int(model_cfg["decoder_depth"]),
+            decoder_num_heads=int(model_cfg["decoder_num_heads"]),
+            mask_ratio=float(model_cfg["mask_ratio"]),
+            norm_pix_loss=bool(model_cfg["norm_pix_loss"]),
         )
     elif name == "vit_classifier":
-        model = ViTClassifier(**common, num_classes=int(model_cfg.get("num_classes", 14)),
-                              drop_path=float(model_cfg.get("drop_path", 0.1)))
+        model = ViTClassifier(**common, num_classes=int(model_cfg["num_classes"]),
+                              drop_path=float(model_cfg["drop_path"]))
     else:
         model = UNETR(**common, out_channels=_out_channels(model_cfg, data_cfg),
-                      drop_path=float(model_cfg.get("drop_path", 0.1)),
-                      feature_size=int(model_cfg.get("feature_size", 16)), skip_layers=model_cfg.get("skip_layers"))
+                      drop_path=float(model_cfg["drop_path"]),
+                      feature_size=int(model_cfg["feature_size"]), skip_layers=model_cfg.get("skip_layers"))
     return model
 
 
 def _build_other(name: str, model_cfg: dict, data_cfg: dict) -> nn.Module:
     """Models without our ViT, imported lazily so that a missing optional part fails only when it is asked for."""
     if name in ("nnformer", "nnformer_mae"):
-        from .nnformer import build_nnformer
-
-        return build_nnformer(model_cfg, data_cfg)
+        return _build_nnformer(name, model_cfg, data_cfg)
     from monai.networks.nets import SwinUNETR
 
     return SwinUNETR(
         in_channels=spec_of(data_cfg).in_channels(data_cfg),
         out_channels=_out_channels(model_cfg, data_cfg),
-        feature_size=int(model_cfg.get("feature_size", 48)),
-        spatial_dims=int(data_cfg.get("spatial_dims", 3)),
+        feature_size=int(model_cfg["feature_size"]),
+        spatial_dims=int(data_cfg["spatial_dims"]),
         drop_rate=0.0,
-        dropout_path_rate=float(model_cfg.get("drop_path", 0.0)),
+        dropout_path_rate=float(model_cfg["drop_path"]),
     )
+
+
+def nnformer_size(model_cfg: dict, data_cfg: dict) -> dict[str, Any]:
+    """The size kwargs of `NnFormer` / `NnFormerMAE` from the config sections: img_size (= data.roi_size, voxels),
+    patch_size, embed_dim, depths, num_heads, window_sizes. Raises KeyError naming a missing key."""
+    return dict(img_size=tuple(data_cfg["roi_size"]), patch_size=tuple(model_cfg["patch_size"]),
+                embed_dim=int(model_cfg["embed_dim"]), depths=tuple(model_cfg["depths"]),
+                num_heads=tuple(model_cfg["num_heads"]), window_sizes=tuple(model_cfg["window_sizes"]))
+
+
+def _build_nnformer(name: str, model_cfg: dict, data_cfg: dict) -> nn.Module:
+    """nnFormer ("nnformer") or its MAE ("nnformer_mae"); input size = data.roi_size."""
+    from .nnformer import NnFormer
+    from .nnformer_mae import NnFormerMAE
+
+    common = dict(in_channels=int(data_cfg["in_channels"]), **nnformer_size(model_cfg, data_cfg),
+                  drop_path=float(model_cfg["drop_path"]))
+    if name == "nnformer_mae":
+        return NnFormerMAE(**common, mask_ratio=float(model_cfg["mask_ratio"]),
+                           norm_pix_loss=bool(model_cfg["norm_pix_loss"]))
+    return NnFormer(**common, out_channels=int(model_cfg["out_channels"]),
+                    deep_supervision=bool(model_cfg["deep_supervision"]))

@@ -12,14 +12,16 @@ A final LayerNorm and transposed convolution expand tokens to voxels.
 One attention module serves every block (local, shifted, skip): `torch.nn.functional.scaled_dot_product_attention`
 on windows, with the relative position bias and the shifted-window mask passed together as the additive mask.
 
-`NnFormerEncoder` is also what `nnformer_mae.NnFormerMAE` pre-trains (same class, same parameter names).
+`NnFormerEncoder` is also what `nnformer_mae.NnFormerMAE` pre-trains (same class, same parameter names). Sizes live
+in the configs (finetune/pretrain_nnformer_btcv.yaml; `selfmae.models.nnformer_size` reads them), the builder from
+a config is `selfmae.models.build_model`.
 
 Tensors are channels-last inside the transformer: (B, D, H, W, C).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -28,59 +30,7 @@ from monai.networks.layers import DropPath
 from monai.networks.nets.swin_unetr import compute_mask, window_partition, window_reverse
 from torch import nn
 
-Triple = tuple[int, int, int]
-
-#: Recommended constructor kwargs. `paper` is nnFormer's Synapse setting (crop 64x128x128, patch 2x4x4, token grids
-#: 32/16/8/4 with windows 4/4/8/4: the last two stages attend globally).  `tiny` runs a fwd+bwd in well under a
-#: second on CPU at batch 2; its bottleneck grid is 4x4x4 (64 MAE cells).  `official` is the width of nnFormer's
-#: released Synapse model (embed 192, heads 6/12/24/48, about 4x the parameters of `paper`).
-NNFORMER_SIZES: dict[str, dict] = {
-    "tiny": dict(img_size=(32, 32, 32), patch_size=(2, 2, 2), embed_dim=24, depths=(2, 2, 2),
-                 num_heads=(1, 2, 4), window_sizes=(4, 4, 4)),
-    "paper": dict(img_size=(64, 128, 128), patch_size=(2, 4, 4), embed_dim=96, depths=(2, 2, 2, 2),
-                  num_heads=(3, 6, 12, 24), window_sizes=(4, 4, 8, 4)),
-    "official": dict(img_size=(64, 128, 128), patch_size=(2, 4, 4), embed_dim=192, depths=(2, 2, 2, 2),
-                     num_heads=(6, 12, 24, 48), window_sizes=(4, 4, 8, 4)),
-}
-
-
-def _triple(v: int | Sequence[int], name: str) -> Triple:
-    t = (v,) * 3 if isinstance(v, int) else tuple(int(i) for i in v)
-    if len(t) != 3 or min(t) < 1:
-        raise ValueError(f"{name} must be a positive int or 3 positive ints, got {v!r}")
-    return t  # type: ignore[return-value]
-
-
-class StageGeometry(NamedTuple):
-    grid: Triple    # token grid of the stage (D, H, W)
-    window: Triple  # attention window, clipped to the grid
-    shift: Triple   # shift of the alternate blocks; 0 on axes where the window spans the grid
-
-
-def stage_geometry(img_size: Sequence[int], patch_size: int | Sequence[int], window_sizes: Sequence,
-                   n_stages: int) -> list[StageGeometry]:
-    """Token grid, window and shift of each stage, or a ValueError naming what does not divide.
-
-    The embedding grid is img_size / patch_size; each later stage halves it, so img_size must be divisible by
-    patch_size * 2**(n_stages-1); each stage's window (clipped to its grid) must divide that grid.
-    """
-    img, patch = _triple(img_size, "img_size"), _triple(patch_size, "patch_size")
-    if len(window_sizes) != n_stages:
-        raise ValueError(f"window_sizes has {len(window_sizes)} entries, expected one per stage ({n_stages})")
-    unit = tuple(p * 2 ** (n_stages - 1) for p in patch)
-    if any(i % u for i, u in zip(img, unit)):
-        raise ValueError(f"img_size {img} must be divisible by patch_size {patch} x 2**(stages-1) = {unit}")
-    out = []
-    for s, ws in enumerate(window_sizes):
-        grid = tuple(i // p // 2**s for i, p in zip(img, patch))
-        win = tuple(min(w, g) for w, g in zip(_triple(ws, f"window_sizes[{s}]"), grid))
-        if any(g % w for g, w in zip(grid, win)):
-            raise ValueError(f"stage {s}: window {win} does not divide the token grid {grid} "
-                             f"(img_size {img} / patch_size {patch} / 2**{s})")
-        shift = tuple(w // 2 if w < g else 0 for w, g in zip(win, grid))
-        out.append(StageGeometry(grid, win, shift))  # type: ignore[arg-type]
-    return out
-
+from .nnformer_geometry import StageGeometry, Triple, stage_geometry, triple
 
 def _channels_last(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 3, 4, 1)
@@ -254,7 +204,7 @@ class NnFormerEncoder(nn.Module):
         super().__init__()
         if not len(depths) == len(num_heads) >= 2:
             raise ValueError(f"depths {depths} and num_heads {num_heads} need the same length >= 2")
-        self.img_size, self.patch_size = _triple(img_size, "img_size"), _triple(patch_size, "patch_size")
+        self.img_size, self.patch_size = triple(img_size, "img_size"), triple(patch_size, "patch_size")
         self.geometry = stage_geometry(self.img_size, self.patch_size, window_sizes, len(depths))
         self.dims = [embed_dim * 2**s for s in range(len(depths))]
         dpr = _drop_path_rates(drop_path, depths)
@@ -332,20 +282,3 @@ class NnFormer(nn.Module):
         outs.reverse()
         return outs if self.deep_supervision and self.training else outs[0]
 
-
-def build_nnformer(model_cfg: dict, data_cfg: dict) -> nn.Module:
-    """nnFormer (name "nnformer") or its MAE ("nnformer_mae") from the config sections; input size = data roi_size.
-
-    The MAE lives in `nnformer_mae.py`, which builds on this module; it is imported here on call.
-    """
-    common = dict(in_channels=int(data_cfg["in_channels"]), img_size=tuple(data_cfg["roi_size"]),
-                  patch_size=tuple(model_cfg["patch_size"]), embed_dim=int(model_cfg["embed_dim"]),
-                  depths=tuple(model_cfg["depths"]), num_heads=tuple(model_cfg["num_heads"]),
-                  window_sizes=tuple(model_cfg["window_sizes"]), drop_path=float(model_cfg.get("drop_path", 0.0)))
-    if model_cfg["name"] == "nnformer_mae":
-        from .nnformer_mae import NnFormerMAE
-
-        return NnFormerMAE(**common, mask_ratio=float(model_cfg.get("mask_ratio", 0.75)),
-                           norm_pix_loss=bool(model_cfg.get("norm_pix_loss", True)))
-    return NnFormer(**common, out_channels=int(model_cfg["out_channels"]),
-                    deep_supervision=bool(model_cfg.get("deep_supervision", False)))

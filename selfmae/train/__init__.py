@@ -7,8 +7,9 @@ from .checkpoint import capture_rng, check_state_fits, load_checkpoint, load_mod
 from .device import (PrecisionChoice, choose_precision, cpu_has_native_bf16, finished_run_precision_diff,
                       resolve_device, resolve_precision)
 from .distributed import DistInfo, env_dist_info
-from .engine import RunResult, fit
+from .engine import fit
 from .errors import CheckpointError, OutputDirError, TrainConfigError
+from .rundir import RunResult
 from .schedule import WarmupCosine, build_optimizer, build_scheduler, simple_param_groups
 from .settings import TRAIN_DEFAULTS, incompatible_keys, resolve_train_cfg
 from .tasks import ClassificationTask, MAETask, SegmentationTask, Task

@@ -14,12 +14,18 @@ Layout (a plain dict, loadable with torch.load(weights_only=True)):
     config        {"train": resolved train_cfg, plus the caller's data/model sections when given}
     best_metric, best_epoch, main_metric, history (per-epoch rows, the same as metrics.csv), world_size
 Writes go through `selfmae.io.atomic_torch_save` (temp file + rename), so a kill never leaves a torn file.
+
+`CheckpointWriter` assembles that dict from a run's model, optimiser, schedule and `Progress` (every rank calls it,
+rank 0 writes); `resume_state` puts a last.pt back into them after checking that it was written with the same
+settings and fits the model.
 """
 from __future__ import annotations
 
+import logging
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -28,7 +34,11 @@ from torch import nn
 from selfmae.io import atomic_torch_save
 from selfmae.torchfile import load_torch_file
 
-from .errors import CheckpointError
+from . import distributed as D
+from .errors import CheckpointError, TrainConfigError
+from .settings import incompatible_keys
+
+log = logging.getLogger("selfmae.train")
 
 FORMAT = "selfmae-ckpt-1"
 
@@ -96,3 +106,97 @@ def load_model_weights(model: nn.Module, path: str | Path) -> dict[str, Any]:
     check_state_fits(model, state["model"], path)
     model.load_state_dict(state["model"])
     return state
+
+
+# ----------------------------------------------------------------------------------------------- a run's state
+def _fresh_epoch_acc() -> dict[str, float]:
+    return {"loss_sum": 0.0, "n_samples": 0.0, "seconds": 0.0}
+
+
+@dataclass
+class Progress:
+    """Where a run stands; saved in every checkpoint. epoch: the epoch in progress (0-based); batch_in_epoch:
+    micro-batches of it consumed; step: optimiser steps in total; best_metric / best_epoch (1-based) of the task's
+    main metric; history: the finished epochs' rows; epoch_acc: this rank's sums of the epoch in progress."""
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    step: int = 0
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    epoch_acc: dict[str, float] = field(default_factory=_fresh_epoch_acc)
+
+    def next_epoch(self) -> None:
+        """The epoch in progress is finished: move to the start of the next one."""
+        self.epoch, self.batch_in_epoch, self.epoch_acc = self.epoch + 1, 0, _fresh_epoch_acc()
+
+
+@dataclass
+class Resumed:
+    """What `resume_state` found: the progress, this rank's RNG state to restore once the resumed epoch's
+    consumed batches are replayed (None: keep the seeded streams), and the precision of each earlier segment."""
+    progress: Progress = field(default_factory=Progress)
+    rng: dict[str, Any] | None = None
+    segments: list[str] = field(default_factory=list)
+
+
+def resume_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                 config: Mapping[str, Any], info: D.DistInfo) -> Resumed:
+    """Load the checkpoint at `path` into `model`, `optimizer` and `scheduler`; a fresh `Resumed` when there is none.
+
+    Raises TrainConfigError listing the settings that differ from `config` (settings.incompatible_keys), and
+    CheckpointError when the file is unreadable, its weights do not fit `model` (keys and shapes named) or its
+    optimiser/scheduler state does not fit the parameter groups. A checkpoint written by another number of
+    processes resumes with the RNG streams restarted from the seed (warned)."""
+    if not path.exists():
+        return Resumed()
+    ck = load_checkpoint(path)
+    diffs = incompatible_keys(ck["config"], config)
+    if diffs:
+        raise TrainConfigError(f"{path}: cannot resume, the stored run used different settings for "
+                               f"{', '.join(diffs)} (use another out_dir, or force=True to archive it)")
+    check_state_fits(model, ck["model"], path)
+    model.load_state_dict(ck["model"])
+    try:
+        optimizer.load_state_dict(ck["optimizer"])
+        scheduler.load_state_dict(ck["scheduler"])
+    except (ValueError, KeyError) as err:
+        raise CheckpointError(f"{path}: optimizer/scheduler state does not fit this model's parameter "
+                              f"groups ({err})") from err
+    prog = Progress(ck["epoch"], ck["batch_in_epoch"], ck["step"], ck["best_metric"], ck["best_epoch"],
+                    list(ck["history"]))
+    out = Resumed(prog, None, list((ck.get("precision") or {}).get("segments", ["unknown"])))
+    if len(ck["rng"]) == info.world_size:
+        out.rng, prog.epoch_acc = ck["rng"][info.rank], dict(ck["epoch_acc"][info.rank])
+    else:
+        log.warning("%s was written by %d process(es), this run has %d: RNG streams restart from the seed "
+                    "and the partial epoch's loss is not carried over", path, len(ck["rng"]), info.world_size)
+    log.info("resuming %s at epoch %d, batch %d, step %d", path.parent, prog.epoch + 1, prog.batch_in_epoch,
+             prog.step)
+    return out
+
+
+@dataclass
+class CheckpointWriter:
+    """Writes a run's checkpoints (the layout above). Every rank must call it: the RNG states and epoch sums
+    are gathered from all ranks, and rank 0 writes."""
+    model: nn.Module                  # the bare model, never the DDP wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    config: Mapping[str, Any]
+    main_metric: str
+    precision: Mapping[str, Any]      # PrecisionChoice.record() plus the `segments` of a resumed run
+    info: D.DistInfo
+
+    def __call__(self, path: Path, prog: Progress) -> None:
+        """Write the state at `prog` to `path` (atomically, rank 0 only)."""
+        per_rank = D.gather_objects((capture_rng(), dict(prog.epoch_acc)), self.info)
+        if self.info.is_main:
+            save_checkpoint({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                             "scheduler": self.scheduler.state_dict(),
+                             "rng": [r for r, _ in per_rank], "epoch_acc": [a for _, a in per_rank],
+                             "epoch": prog.epoch, "batch_in_epoch": prog.batch_in_epoch,
+                             "step": prog.step, "config": self.config,
+                             "best_metric": prog.best_metric, "best_epoch": prog.best_epoch,
+                             "main_metric": self.main_metric, "history": prog.history,
+                             "world_size": self.info.world_size, "precision": self.precision}, path)

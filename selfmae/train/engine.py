@@ -9,26 +9,25 @@ A run folder holds:
                         became (device.PrecisionChoice.record(): setting, used, reason, ...; `segments` lists the
                         precision of every resumed segment)
 Re-running fit on a finished folder returns the stored result (skipped=True) without training, unless force=True,
-which first moves everything in the folder into `previous-<timestamp>/` (nothing is deleted). A finished run
-with another train.precision setting is reused only when it trained in what that setting resolves to on the machine
-that ran it (device.finished_precision_diff): a bf16 run that fell back to fp32 answers `auto`/`fp32`. A folder with a
-checkpoint but no done.json is resumed (resume=True) and continues exactly as if never stopped: the data order
-and augmentations are a pure function of (seed, epoch, rank), a mid-epoch checkpoint replays the data of the
-batches already consumed (no compute) and then restores every RNG. The lr schedule spans train.epochs;
-train.max_steps only stops early (smoke runs), validating at the stop. Validation runs on rank 0 with the
-RNG forked and seeded, so it neither depends on nor perturbs the training RNG.
+which first archives the folder (the rules: rundir.py). A folder with a checkpoint but no done.json is resumed
+(resume=True; checkpoint.resume_state) and continues exactly as if never stopped: the data order and
+augmentations are a pure function of (seed, epoch, rank), a mid-epoch checkpoint replays the data of the batches
+already consumed (no compute) and then restores every RNG. The lr schedule spans train.epochs; train.max_steps
+only stops early (smoke runs), validating at the stop. Validation runs on rank 0 with the RNG forked and seeded,
+so it neither depends on nor perturbs the training RNG.
+
+The pieces: `fit` (folder rules, processes) -> `_train` (set up, resume, epochs, done.json) -> `_train_epoch` (the
+step loop: accumulation, optimiser steps, mid-epoch checkpoints) and `_finish_epoch` (loss over ranks,
+validation, the history row).
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -38,114 +37,20 @@ from monai.data.utils import worker_init_fn
 from torch import nn
 from torch.utils.data import Dataset, DistributedSampler
 
-from selfmae.io import atomic_write_text
 from selfmae.repro import seed_everything
 
 from . import distributed as D
-from .checkpoint import capture_rng, check_state_fits, load_checkpoint, restore_rng, save_checkpoint
-from .device import (PrecisionChoice, announce, autocast, choose_precision, finished_precision_diff, read_json_record,
-                     resolve_device)
-from .errors import CheckpointError, OutputDirError, TrainConfigError
+from .checkpoint import CheckpointWriter, Progress, restore_rng, resume_state
+from .device import PrecisionChoice, announce, autocast, choose_precision, resolve_device
 from .logs import RunLog, progress_bar, progress_enabled
+from .rundir import RunResult, prepare_out_dir, write_done, write_run_config
 from .schedule import build_optimizer, build_scheduler
-from .settings import incompatible_keys, resolve_train_cfg, stored_config
+from .settings import resolve_train_cfg, stored_config
 from .tasks import Task
 
+__all__ = ["RunResult", "fit"]
+
 log = logging.getLogger("selfmae.train")
-
-
-@dataclass
-class RunResult:
-    out_dir: Path
-    history: list[dict[str, Any]]
-    best_metric: float | None
-    last_ckpt: Path
-    best_ckpt: Path | None
-    main_metric: str = ""
-    best_epoch: int | None = None
-    steps: int = 0
-    skipped: bool = False          # True when fit found a finished run and did not train
-
-    def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.update(out_dir=str(self.out_dir), last_ckpt=str(self.last_ckpt),
-                 best_ckpt=str(self.best_ckpt) if self.best_ckpt else None)
-        return d
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> "RunResult":
-        d = dict(d)
-        d.update(out_dir=Path(d["out_dir"]), last_ckpt=Path(d["last_ckpt"]),
-                 best_ckpt=Path(d["best_ckpt"]) if d.get("best_ckpt") else None)
-        return cls(**d)
-
-
-@dataclass
-class _Progress:
-    """Where the run stands; saved in every checkpoint."""
-    epoch: int = 0
-    batch_in_epoch: int = 0
-    step: int = 0
-    best_metric: float | None = None
-    best_epoch: int | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
-    epoch_acc: dict[str, float] = field(default_factory=lambda: {"loss_sum": 0.0, "n_samples": 0.0, "seconds": 0.0})
-
-
-# ----------------------------------------------------------------------------------------------- run folder
-def _check_writable(out_dir: Path) -> None:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".write-probe.")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        raise OutputDirError(f"{out_dir}: output folder is not writable ({err.strerror or err})") from err
-
-
-def _archive(out_dir: Path) -> Path | None:
-    """Move the folder's contents (except earlier archives) into previous-<timestamp>/; returns that folder."""
-    entries = [p for p in out_dir.iterdir() if not p.name.startswith("previous-")]
-    if not entries:
-        return None
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    dest, n = out_dir / f"previous-{stamp}", 1
-    while dest.exists():
-        dest, n = out_dir / f"previous-{stamp}-{n}", n + 1
-    dest.mkdir()
-    for p in entries:
-        p.rename(dest / p.name)
-    log.warning("force=True: moved the previous contents of %s into %s", out_dir, dest)
-    return dest
-
-
-def _prepare_out_dir(out_dir: Path, config: dict, *, force: bool, resume: bool,
-                     precision: PrecisionChoice | None = None) -> RunResult | None:
-    """Apply the finished/force/resume rules; returns the stored RunResult when the run is already done."""
-    done = out_dir / "done.json"
-    if done.exists() and not force:
-        record = json.loads(done.read_text())
-        diffs = incompatible_keys(record["config"], config, strict=True)
-        if precision is not None:  # compared by what it trained in, not by the words of the setting
-            why = finished_precision_diff(record, precision, read_json_record(out_dir / "run.json"))
-            diffs = [d for d in diffs if d != "train.precision"] + ([why] if why else [])
-        if diffs:
-            raise TrainConfigError(f"{out_dir} holds a finished run with different settings ({', '.join(diffs)}); "
-                                   "use another out_dir or force=True to archive it and re-run")
-        log.info("%s: finished run found, skipping (force=True re-runs)", out_dir)
-        stored = RunResult.from_json({**record["result"], "skipped": True})
-        # the record names the folder it was written in; a runs folder that was moved or copied (another clone,
-        # a worktree, a shared disk) still answers with its own files
-        stored.out_dir, stored.last_ckpt = out_dir, out_dir / stored.last_ckpt.name
-        stored.best_ckpt = out_dir / stored.best_ckpt.name if stored.best_ckpt else None
-        return stored
-    if force and out_dir.is_dir():
-        _archive(out_dir)
-    elif not resume and (out_dir / "last.pt").exists():
-        raise OutputDirError(f"{out_dir / 'last.pt'}: an unfinished run is there; pass resume=True to continue "
-                             "it or force=True to archive it")
-    _check_writable(out_dir)
-    return None
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -222,7 +127,7 @@ def fit(model: nn.Module, task: Task, train_ds: Dataset, val_ds: Dataset | None,
         decision: tuple[str, Any] = ("ok", None)
         if info.is_main:
             try:
-                decision = ("ok", _prepare_out_dir(out_dir, config, force=force, resume=resume, precision=precision))
+                decision = ("ok", prepare_out_dir(out_dir, config, force=force, resume=resume, precision=precision))
             except Exception as err:  # every rank must raise, not wait for rank 0
                 decision = ("error", err)
         decision = D.broadcast_object(decision, info)
@@ -235,14 +140,37 @@ def fit(model: nn.Module, task: Task, train_ds: Dataset, val_ds: Dataset | None,
         D.shutdown(info)
 
 
+
+
+@dataclass
+class _Loop:
+    """What every epoch of one run uses: the model bare and as trained (DDP-wrapped under torchrun), the optimiser
+    and schedule, the settings, where and in which autocast dtype it runs, the logs, the checkpoint writer."""
+    task: Task
+    model: nn.Module
+    ddp_model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    cfg: dict
+    info: D.DistInfo
+    device: torch.device
+    dtype: torch.dtype | None
+    runlog: RunLog
+    show: bool                                  # draw progress bars
+    on_step: Callable[[int], None] | None
+    save: CheckpointWriter
+    last_path: Path
+
+
 def _train(model: nn.Module, task: Task, train_ds: Dataset, val_ds: Dataset | None, cfg: dict, config: dict,
            out_dir: Path, info: D.DistInfo, device: torch.device,
            on_step: Callable[[int], None] | None, precision: PrecisionChoice) -> RunResult:
+    """Train from scratch or from out_dir/last.pt to the end (or train.max_steps); writes done.json last.
+
+    Raises ValueError for an empty training set; TrainConfigError / CheckpointError from `resume_state`."""
     seed_everything(cfg["seed"] + info.rank, cfg["deterministic"])   # per-rank streams: different masks/dropout
-    dtype = precision.dtype
     if info.is_main:
         announce(precision)
-    segments: list[str] = []   # the precision of each segment of a resumed run, oldest first
     model.to(device)
     optimizer = build_optimizer(model, cfg)
     n_batches = _batches_per_epoch(train_ds, cfg, info)
@@ -252,142 +180,115 @@ def _train(model: nn.Module, task: Task, train_ds: Dataset, val_ds: Dataset | No
     scheduler = build_scheduler(optimizer, cfg["warmup_epochs"] * steps_per_epoch, cfg["epochs"] * steps_per_epoch)
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
 
-    prog, rng_to_restore = _Progress(), None
-    if last_path.exists():
-        ck = load_checkpoint(last_path)
-        diffs = incompatible_keys(ck["config"], config)
-        if diffs:
-            raise TrainConfigError(f"{last_path}: cannot resume, the stored run used different settings for "
-                                   f"{', '.join(diffs)} (use another out_dir, or force=True to archive it)")
-        check_state_fits(model, ck["model"], last_path)
-        model.load_state_dict(ck["model"])
-        try:
-            optimizer.load_state_dict(ck["optimizer"])
-            scheduler.load_state_dict(ck["scheduler"])
-        except (ValueError, KeyError) as err:
-            raise CheckpointError(f"{last_path}: optimizer/scheduler state does not fit this model's parameter "
-                                  f"groups ({err})") from err
-        prog = _Progress(ck["epoch"], ck["batch_in_epoch"], ck["step"], ck["best_metric"], ck["best_epoch"],
-                         list(ck["history"]))
-        segments = list((ck.get("precision") or {}).get("segments", ["unknown"]))
-        if len(ck["rng"]) == info.world_size:
-            rng_to_restore, prog.epoch_acc = ck["rng"][info.rank], dict(ck["epoch_acc"][info.rank])
-        else:
-            log.warning("%s was written by %d process(es), this run has %d: RNG streams restart from the seed "
-                        "and the partial epoch's loss is not carried over", last_path, len(ck["rng"]),
-                        info.world_size)
-        log.info("resuming %s at epoch %d, batch %d, step %d", out_dir, prog.epoch + 1, prog.batch_in_epoch, prog.step)
-    segments += [] if segments[-1:] == [precision.used] else [precision.used]
+    resumed = resume_state(last_path, model, optimizer, scheduler, config, info)
+    prog, rng_to_restore, segments = resumed.progress, resumed.rng, resumed.segments
+    segments += [] if segments[-1:] == [precision.used] else [precision.used]   # the precision of each segment
     precision_record = {**precision.record(), "segments": segments}
     if info.is_main:
-        atomic_write_text(out_dir / "run_config.json", json.dumps(config, indent=2, default=str) + "\n")
+        write_run_config(out_dir, config)
 
-    ddp_model = D.wrap_model(model, info, device)
-    runlog = RunLog(out_dir, info.is_main, cfg["tensorboard"])
-    show = progress_enabled(info.is_main)
-
-    def checkpoint(path: Path) -> None:
-        per_rank = D.gather_objects((capture_rng(), dict(prog.epoch_acc)), info)
-        if info.is_main:
-            save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "scheduler": scheduler.state_dict(),
-                             "rng": [r for r, _ in per_rank], "epoch_acc": [a for _, a in per_rank],
-                             "epoch": prog.epoch, "batch_in_epoch": prog.batch_in_epoch,
-                             "step": prog.step, "config": config,
-                             "best_metric": prog.best_metric, "best_epoch": prog.best_epoch,
-                             "main_metric": task.main_metric, "history": prog.history,
-                             "world_size": info.world_size, "precision": precision_record}, path)
-
+    loop = _Loop(task, model, D.wrap_model(model, info, device), optimizer, scheduler, cfg, info, device,
+                 precision.dtype, RunLog(out_dir, info.is_main, cfg["tensorboard"]), progress_enabled(info.is_main),
+                 on_step, CheckpointWriter(model, optimizer, scheduler, config, task.main_metric, precision_record,
+                                           info), last_path)
     stopped = cfg["max_steps"] is not None and prog.step >= cfg["max_steps"]
-    accum = cfg["accum_steps"]
     try:
         while prog.epoch < cfg["epochs"] and not stopped:
             epoch = prog.epoch
-            it = iter(_train_loader(train_ds, cfg, info, epoch))
-            for _ in range(prog.batch_in_epoch):   # replay the data of batches already trained on
-                next(it)
-            if rng_to_restore is not None:
-                restore_rng(rng_to_restore)
-                rng_to_restore = None
-            model.train()
-            acc = prog.epoch_acc
-            loss_sum = torch.tensor(acc["loss_sum"], dtype=torch.float64, device=device)
-            t0, last_lr = time.perf_counter(), float("nan")
-            bar = progress_bar(n_batches, prog.batch_in_epoch, f"epoch {epoch + 1}/{cfg['epochs']}", show)
-            for i in range(prog.batch_in_epoch, n_batches):
-                batch = next(it)
-                group_start = (i // accum) * accum
-                group_size = min(accum, n_batches - group_start)
-                sync = i + 1 == group_start + group_size
-                no_sync = ddp_model.no_sync() if (info.enabled and not sync) else contextlib.nullcontext()
-                with no_sync:
-                    with autocast(device, dtype):
-                        loss, n = task.step(ddp_model, batch, device)
-                    (loss / group_size).backward()
-                loss_sum += loss.detach().double() * n
-                acc["n_samples"] += n
-                bar.update(1)
-                if not sync:
-                    continue
-                if cfg["clip_grad"] is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["clip_grad"])
-                last_lr = max(g["lr"] for g in optimizer.param_groups)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                scheduler.step()
-                prog.step += 1
-                prog.batch_in_epoch = i + 1
-                if show or runlog.writer is not None:
-                    bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{last_lr:.2e}", refresh=False)
-                    runlog.step(prog.step, loss.item(), last_lr)
-                stopped = cfg["max_steps"] is not None and prog.step >= cfg["max_steps"]
-                if cfg["ckpt_every_steps"] and prog.step % cfg["ckpt_every_steps"] == 0 and i + 1 < n_batches \
-                        and not stopped:
-                    acc.update(loss_sum=float(loss_sum), seconds=acc["seconds"] + time.perf_counter() - t0)
-                    t0 = time.perf_counter()
-                    checkpoint(last_path)
-                if on_step is not None:
-                    on_step(prog.step)
-                if stopped:
-                    break
-            bar.close()
-            acc.update(loss_sum=float(loss_sum), seconds=acc["seconds"] + time.perf_counter() - t0)
-            _finish_epoch(task, model, val_ds, cfg, info, device, dtype, prog, last_lr, stopped, epoch)
-            improved = prog.best_epoch == epoch + 1
-            if improved:
-                checkpoint(best_path)
-            checkpoint(last_path)
-            runlog.epoch(prog.history)
+            last_lr, stopped = _train_epoch(loop, train_ds, prog, n_batches, rng_to_restore)
+            rng_to_restore = None
+            _finish_epoch(loop, val_ds, prog, last_lr, stopped)
+            if prog.best_epoch == epoch + 1:
+                loop.save(best_path, prog)
+            loop.save(last_path, prog)
+            loop.runlog.epoch(prog.history)
     finally:
-        runlog.close()
+        loop.runlog.close()
 
     result = RunResult(out_dir=out_dir, history=prog.history, best_metric=prog.best_metric, last_ckpt=last_path,
                        best_ckpt=best_path if prog.best_epoch is not None else None, main_metric=task.main_metric,
                        best_epoch=prog.best_epoch, steps=prog.step)
     if info.is_main:
-        done = {"finished": datetime.now().isoformat(timespec="seconds"), "config": config,
-                "precision": precision_record, "result": result.to_json()}
-        atomic_write_text(out_dir / "done.json", json.dumps(done, indent=2, default=str) + "\n")
+        write_done(out_dir, config, precision_record, result)
     D.barrier(info)
     return result
 
 
-def _finish_epoch(task: Task, model: nn.Module, val_ds: Dataset | None, cfg: dict, info: D.DistInfo,
-                  device: torch.device, dtype: torch.dtype | None, prog: _Progress, last_lr: float,
-                  stopped: bool, epoch: int) -> None:
-    """Reduce the epoch's loss over ranks, validate when due, append the history row, advance `prog`."""
+def _train_epoch(loop: _Loop, train_ds: Dataset, prog: Progress, n_batches: int,
+                 rng_to_restore: dict | None) -> tuple[float, bool]:
+    """Train the rest of epoch `prog.epoch` (from micro-batch `prog.batch_in_epoch`, replaying the data of those
+    before it, then restoring `rng_to_restore` if given); advances `prog` and its epoch sums, writes last.pt every
+    train.ckpt_every_steps steps. Returns (the lr of the last optimiser step, NaN if none; whether train.max_steps
+    was reached)."""
+    cfg, info, device, model = loop.cfg, loop.info, loop.device, loop.model
+    epoch, accum = prog.epoch, cfg["accum_steps"]
+    it = iter(_train_loader(train_ds, cfg, info, epoch))
+    for _ in range(prog.batch_in_epoch):   # replay the data of batches already trained on
+        next(it)
+    if rng_to_restore is not None:
+        restore_rng(rng_to_restore)
+    model.train()
     acc = prog.epoch_acc
-    loss_sum, n_samples, seconds = D.all_reduce_sum([acc["loss_sum"], acc["n_samples"], acc["seconds"]], info, device)
+    loss_sum = torch.tensor(acc["loss_sum"], dtype=torch.float64, device=device)
+    t0, last_lr, stopped = time.perf_counter(), float("nan"), False
+    bar = progress_bar(n_batches, prog.batch_in_epoch, f"epoch {epoch + 1}/{cfg['epochs']}", loop.show)
+    for i in range(prog.batch_in_epoch, n_batches):
+        batch = next(it)
+        group_start = (i // accum) * accum
+        group_size = min(accum, n_batches - group_start)
+        sync = i + 1 == group_start + group_size
+        no_sync = loop.ddp_model.no_sync() if (info.enabled and not sync) else contextlib.nullcontext()
+        with no_sync:
+            with autocast(device, loop.dtype):
+                loss, n = loop.task.step(loop.ddp_model, batch, device)
+            (loss / group_size).backward()
+        loss_sum += loss.detach().double() * n
+        acc["n_samples"] += n
+        bar.update(1)
+        if not sync:
+            continue
+        if cfg["clip_grad"] is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["clip_grad"])
+        last_lr = max(g["lr"] for g in loop.optimizer.param_groups)
+        loop.optimizer.step()
+        loop.optimizer.zero_grad(set_to_none=True)
+        loop.scheduler.step()
+        prog.step += 1
+        prog.batch_in_epoch = i + 1
+        if loop.show or loop.runlog.writer is not None:
+            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{last_lr:.2e}", refresh=False)
+            loop.runlog.step(prog.step, loss.item(), last_lr)
+        stopped = cfg["max_steps"] is not None and prog.step >= cfg["max_steps"]
+        if cfg["ckpt_every_steps"] and prog.step % cfg["ckpt_every_steps"] == 0 and i + 1 < n_batches \
+                and not stopped:
+            acc.update(loss_sum=float(loss_sum), seconds=acc["seconds"] + time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            loop.save(loop.last_path, prog)
+        if loop.on_step is not None:
+            loop.on_step(prog.step)
+        if stopped:
+            break
+    bar.close()
+    acc.update(loss_sum=float(loss_sum), seconds=acc["seconds"] + time.perf_counter() - t0)
+    return last_lr, stopped
+
+
+def _finish_epoch(loop: _Loop, val_ds: Dataset | None, prog: Progress, last_lr: float, stopped: bool) -> None:
+    """Reduce the epoch's loss over ranks, validate when due, append the history row, advance `prog`."""
+    cfg, info, epoch = loop.cfg, loop.info, prog.epoch
+    acc = prog.epoch_acc
+    loss_sum, n_samples, seconds = D.all_reduce_sum([acc["loss_sum"], acc["n_samples"], acc["seconds"]], info,
+                                                    loop.device)
     seconds /= info.world_size
     row: dict[str, Any] = {"epoch": epoch + 1, "step": prog.step, "train_loss": loss_sum / max(n_samples, 1),
                            "lr": last_lr}
     due = (epoch + 1) % cfg["val_every"] == 0 or epoch + 1 == cfg["epochs"] or stopped
     if due:
-        metrics = _validate(task, model, val_ds, cfg, info, device, dtype)
+        task = loop.task
+        metrics = _validate(task, loop.model, val_ds, cfg, info, loop.device, loop.dtype)
         row.update(metrics)
         if _improved(metrics.get(task.main_metric), prog.best_metric, task.higher_is_better):
             prog.best_metric, prog.best_epoch = metrics[task.main_metric], epoch + 1
     row.update(seconds=seconds, samples_per_s=n_samples / seconds if seconds > 0 else float("nan"))
     prog.history.append(row)
-    prog.epoch, prog.batch_in_epoch = epoch + 1, 0
-    prog.epoch_acc = {"loss_sum": 0.0, "n_samples": 0.0, "seconds": 0.0}
+    prog.next_epoch()

@@ -19,6 +19,7 @@ from monai.losses import DiceCELoss, DiceLoss
 from torch import nn
 
 from selfmae.eval import evaluate_segmentation, mean_auc
+from selfmae.eval.inference import CLASSES, check_kind
 
 
 class Task(Protocol):
@@ -111,10 +112,10 @@ class ClassificationTask:
 class SegmentationTask:
     """3D segmentation with UNETR-like models.
 
-    kind "btcv": DiceCE on softmax outputs (labels (B,1,...) class indices); "brats": Dice on sigmoid region
-    outputs (labels (B,3,...)). Val: sliding-window inference on whole volumes (overlap 0.5), Dice per class ->
+    kind (the label convention, `selfmae.eval.inference`): "classes": DiceCE on softmax outputs (labels (B,1,...)
+    class indices); "regions": Dice on sigmoid region outputs (labels (B,R,...)); ValueError for another. Val: sliding-window inference on whole volumes (overlap 0.5), Dice per class ->
     means; main metric "dice" (HD95 is left to the final evaluation: its distance transforms would cost more
-    than the rest of each validation). class_indices: output channels to evaluate (btcv default 1..K).
+    than the rest of each validation). class_indices: output channels to evaluate (classes: default 1..K).
     """
     kind: str
     roi_size: Sequence[int]
@@ -129,10 +130,8 @@ class SegmentationTask:
     loss_fn: nn.Module | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in ("btcv", "brats"):
-            raise ValueError(f"SegmentationTask kind must be 'btcv' or 'brats', got {self.kind!r}")
         if self.loss_fn is None:
-            self.loss_fn = (DiceCELoss(to_onehot_y=True, softmax=True) if self.kind == "btcv"
+            self.loss_fn = (DiceCELoss(to_onehot_y=True, softmax=True) if check_kind(self.kind) == CLASSES
                             else DiceLoss(sigmoid=True))
 
     def step(self, model: nn.Module, batch: dict, device: torch.device) -> tuple[torch.Tensor, int]:
