@@ -285,6 +285,30 @@ def test_a_finished_run_moved_to_another_folder_answers_with_its_own_files(tmp_p
     assert again.best_ckpt is not None and again.best_ckpt.parent == tmp_path / "new" and again.best_ckpt.exists()
 
 
+def test_a_finished_fine_tuning_moved_with_its_pretraining_is_reused(tmp_path):
+    """model.pretrained is recorded as an absolute path; a runs tree moved as a whole (pre-training beside its
+    fine-tunings) is still the same setting, a checkpoint at another place is not."""
+    import shutil
+
+    def run_config(root: Path) -> dict:
+        return {"model": {"name": "mae", "init": "mae", "pretrained": str(root / "pretrain" / "last.pt")}}
+
+    (tmp_path / "old" / "pretrain").mkdir(parents=True)
+    (tmp_path / "old" / "pretrain" / "last.pt").write_bytes(b"weights")
+    cfg = base_cfg(epochs=1)
+    first = fit(make_mae(), MAETask(), mae_data(8, 0), None, cfg, tmp_path / "old" / "finetune",
+                run_config=run_config(tmp_path / "old"))
+    shutil.move(tmp_path / "old", tmp_path / "new")
+    again = fit(make_mae(), MAETask(), mae_data(8, 0), None, cfg, tmp_path / "new" / "finetune",
+                run_config=run_config(tmp_path / "new"))
+    assert again.skipped and again.history == first.history
+    (tmp_path / "elsewhere" / "pretrain").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "pretrain" / "last.pt").write_bytes(b"other weights")
+    with pytest.raises(TrainConfigError, match="model.pretrained"):
+        fit(make_mae(), MAETask(), mae_data(8, 0), None, cfg, tmp_path / "new" / "finetune",
+            run_config=run_config(tmp_path / "elsewhere"))
+
+
 def _killed_run(out: Path, model: nn.Module, cfg: dict, run_config: dict | None = None) -> None:
     def kill(step: int) -> None:
         raise Kill

@@ -10,9 +10,9 @@ pytest.importorskip("ipywidgets")
 
 from selfmae.config import load_config, save_run_record  # noqa: E402
 from selfmae.explore import (  # noqa: E402
-    UNTRAINED, ExplorerError, MaskExplorer, discover_checkpoints, explorer_widget, load_image, medmnist_source,
-    quickstart_table, render_panels,
+    UNTRAINED, ExplorerError, MaskExplorer, discover_checkpoints, explorer_widget, load_image, render_panels,
 )
+from selfmae.quickstart import medmnist_source, quickstart_table  # noqa: E402
 
 
 @pytest.fixture(scope="module")

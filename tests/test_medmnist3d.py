@@ -130,7 +130,7 @@ def test_2d_file_in_a_3d_config_is_refused_naming_the_file_and_the_configs(tmp_p
 
 
 def test_notebook_source_refuses_a_folder_without_npz(tmp_path):
-    from selfmae.explore import medmnist_description, medmnist_source
+    from selfmae.quickstart import medmnist_description, medmnist_source
 
     assert medmnist_source("", spatial_dims=3) == str(MEDMNIST3D_SAMPLE)
     assert "AdrenalMNIST3D" in medmnist_description(medmnist_source("", spatial_dims=3))

@@ -10,7 +10,8 @@ import pytest
 from _data_helpers import phantom
 from selfmae.config import load_config
 from selfmae.experiments import MEDMNIST_SAMPLE, default_run_dir
-from selfmae.explore import medmnist_description, medmnist_source, source_data_label
+from selfmae.explore import source_data_label
+from selfmae.quickstart import medmnist_description, medmnist_source
 from selfmae.notebook import NotebookContext
 from selfmae.provenance import data_label, data_tag
 from selfmae.repro import REPO_ROOT

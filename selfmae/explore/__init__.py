@@ -28,8 +28,8 @@ The package, by purpose: `sources` (images: the shipped samples, a user's files)
 model's dataset pipeline),
 `checkpoints` (finding, describing and building the MAE), `core` (`MaskExplorer`, `ExplorerView`), `render` (PNG
 panels, the matplotlib figure) and `widget` (the ipywidgets controls, the only module importing ipywidgets).
-The quickstart notebooks' helpers (`medmnist_source`, `medmnist_description`, `quickstart_table`) live in
-`selfmae.quickstart` and are re-exported here.
+The quickstart notebooks' helpers (`medmnist_source`, `medmnist_description`, `quickstart_table`) are not the
+explorer's: they live in `selfmae.quickstart`.
 """
 from __future__ import annotations
 
@@ -42,13 +42,12 @@ from selfmae.explore.render import HIDDEN_TINT, plot_view, render_panels, to_png
 from selfmae.explore.sources import (ARRAY_SUFFIXES, IMAGE_SUFFIXES, SAMPLE_DIR, SAMPLES, SOURCES, VOLUME_SUFFIXES,
                                      ExplorerError, LoadedImage, load_image, resolve_source, source_data_label)
 from selfmae.explore.widget import AXES, PANEL_TITLES, ExplorerWidget, explorer_widget
-from selfmae.quickstart import medmnist_description, medmnist_source, quickstart_table
 
 __all__ = [
     "ARRAY_SUFFIXES", "AXES", "CHECKPOINT_PATTERNS", "DEFAULT_RATIOS", "HIDDEN_TINT", "IMAGE_SUFFIXES", "PANELS",
     "PANEL_TITLES", "PREFERRED_RUNS", "SAMPLES", "SAMPLE_DIR", "SOURCES", "UNTRAINED", "VOLUME_SUFFIXES",
     "ExplorerError", "ExplorerView", "ExplorerWidget", "LoadedImage", "MaskExplorer", "ModelEntry",
     "build_explorer_model", "checkpoint_dims", "default_checkpoint", "discover_checkpoints", "explorer_widget",
-    "load_image", "medmnist_description", "medmnist_source", "model_input_size", "plot_view", "preferred_experiments",
-    "prepare_input", "quickstart_table", "render_panels", "resolve_source", "source_data_label", "to_png",
+    "load_image", "model_input_size", "plot_view", "preferred_experiments",
+    "prepare_input", "render_panels", "resolve_source", "source_data_label", "to_png",
 ]

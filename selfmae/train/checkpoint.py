@@ -100,13 +100,6 @@ def check_state_fits(model: nn.Module, state_dict: dict[str, torch.Tensor], path
         raise CheckpointError(f"{path}: checkpoint does not fit the model: " + "; ".join(problems))
 
 
-def load_model_weights(model: nn.Module, path: str | Path) -> dict[str, Any]:
-    """Load `path`'s weights into `model` after checking every key and shape; returns the whole checkpoint."""
-    state = load_checkpoint(path)
-    check_state_fits(model, state["model"], path)
-    model.load_state_dict(state["model"])
-    return state
-
 
 # ----------------------------------------------------------------------------------------------- a run's state
 def _fresh_epoch_acc() -> dict[str, float]:

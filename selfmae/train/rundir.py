@@ -107,6 +107,8 @@ def prepare_out_dir(out_dir: Path, config: dict, *, force: bool, resume: bool,
 def _finished(out_dir: Path, record: dict, config: dict, precision: PrecisionChoice | None) -> RunResult:
     """The stored result of the finished run `record` (done.json) when it used `config`, else TrainConfigError."""
     diffs = incompatible_keys(record["config"], config, strict=True)
+    if "model.pretrained" in diffs and _moved_with_its_runs(record, out_dir, config):
+        diffs.remove("model.pretrained")
     if precision is not None:  # compared by what it trained in, not by the words of the setting
         why = finished_precision_diff(record, precision, read_json_record(out_dir / "run.json"))
         diffs = [d for d in diffs if d != "train.precision"] + ([why] if why else [])
@@ -120,6 +122,24 @@ def _finished(out_dir: Path, record: dict, config: dict, precision: PrecisionCho
     stored.out_dir, stored.last_ckpt = out_dir, out_dir / stored.last_ckpt.name
     stored.best_ckpt = out_dir / stored.best_ckpt.name if stored.best_ckpt else None
     return stored
+
+
+def _moved_with_its_runs(record: Mapping[str, Any], out_dir: Path, config: Mapping[str, Any]) -> bool:
+    """True when the stored run's `model.pretrained` and the requested one lie at the same place relative to their
+    run folders, and the requested file exists: the runs tree moved as a whole (another clone, a worktree, a copied
+    disk), so the fine-tuning started from the checkpoint now at the new place. Paths compare lexically, as recorded
+    (absolute, links not resolved); a checkpoint elsewhere still counts as another setting."""
+    stored = (record["config"].get("model") or {}).get("pretrained")
+    wanted = (config.get("model") or {}).get("pretrained")
+    stored_run = (record.get("result") or {}).get("out_dir")
+    if not (stored and wanted and stored_run) or not Path(wanted).is_file():
+        return False
+    same = (os.path.relpath(os.path.abspath(stored), os.path.abspath(stored_run))
+            == os.path.relpath(os.path.abspath(wanted), os.path.abspath(out_dir)))
+    if same:
+        log.info("%s: model.pretrained recorded as %s, now %s: the same checkpoint relative to the run folder",
+                 out_dir, stored, wanted)
+    return same
 
 
 def write_run_config(out_dir: Path, config: Mapping[str, Any]) -> Path:
