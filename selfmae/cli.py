@@ -114,13 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    """Errors about the user's inputs (data, weights and checkpoint files), whose messages say what to fix."""
+    """Errors about the user's inputs (settings, data, weights and checkpoint files), whose messages say what to fix."""
+    from selfmae.config import ConfigError
     from selfmae.data import DataError
     from selfmae.models.transfer import PretrainedWeightsError
     from selfmae.torchfile import WeightsFileError
     from selfmae.train import CheckpointError
 
-    return DataError, PretrainedWeightsError, WeightsFileError, CheckpointError, FileNotFoundError
+    return ConfigError, DataError, PretrainedWeightsError, WeightsFileError, CheckpointError, FileNotFoundError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,10 +155,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from selfmae.config import load_config
 
-    cfg = load_config(_experiment(args), args.profile, _overrides(args))
     from selfmae import experiments
 
     try:
+        cfg = load_config(_experiment(args), args.profile, _overrides(args))
         if args.command == "pretrain":
             result = experiments.run_pretrain(cfg, out_dir=args.out_dir, force=args.force)
         elif args.command == "finetune":

@@ -111,6 +111,7 @@ def load_config(experiment: str | Path, profile: str = "tiny",
     if overrides:
         cfg = _merge(cfg, dotted_to_nested(overrides), where=f"{path} (override)")
     _require_data_keys(cfg["data"], where=str(path))
+    _require_used_pretrained(cfg["model"], where=str(path))
     cfg["profile"] = profile
     cfg["config_file"] = str(path)
     return cfg
@@ -125,6 +126,15 @@ def _require_data_keys(data: Mapping, where: str) -> None:
     if missing:
         raise ConfigError(f"{where}: the data section lacks {', '.join('data.' + k for k in missing)}, which "
                           f"dataset {data['dataset']!r} needs (its configs in selfmae/configs/ show the values)")
+
+
+def _require_used_pretrained(model: Mapping, where: str) -> None:
+    """ConfigError when model.pretrained names weights that model.init says not to load ("scratch"): the run would
+    train from scratch while its record names a checkpoint (a setting it did not use)."""
+    if model.get("pretrained") and model.get("init", "scratch") == "scratch":
+        raise ConfigError(f"{where}: model.pretrained={model['pretrained']!r} is set but model.init is 'scratch', so "
+                          "nothing would be loaded; set model.init=mae (an MAE checkpoint of this package) or "
+                          "model.init=imagenet (a timm/MONAI ViT) to load it, or drop model.pretrained")
 
 
 def config_hash(cfg: Mapping) -> str:

@@ -137,3 +137,12 @@ def test_config_hash_ignores_where_the_yaml_was_read_from(tmp_path: Path):
     assert config_hash(moved) == config_hash(cfg)
     changed = dict(cfg, train=dict(cfg["train"], epochs=cfg["train"]["epochs"] + 1))
     assert config_hash(changed) != config_hash(cfg)
+
+
+def test_a_pretrained_file_that_init_scratch_would_not_load_is_refused(tmp_path):
+    """model.pretrained with model.init=scratch would train from scratch while the record names the checkpoint."""
+    weights = tmp_path / "last.pt"
+    weights.write_bytes(b"x")
+    with pytest.raises(ConfigError, match="model.init is 'scratch'"):
+        load_config("finetune_btcv", "tiny", {"model.pretrained": str(weights)})
+    assert load_config("finetune_btcv", "tiny", {"model.pretrained": str(weights), "model.init": "mae"})

@@ -91,6 +91,13 @@ def test_pretrain_and_finetune_through_the_cli(folders, tmp_path, capsys, name, 
     summary = json.loads((tmp_path / "ft" / "summary.json").read_text())
     names = ("liver", "spleen", "kidney") if "CT" in name else ("edema", "tumour")
     assert summary["init"] == "mae" and all(0.0 <= summary[f"dice/{n}"] <= 1.0 for n in names)
+    # a later `evaluate` of that checkpoint writes beside the run, never over its summary, and names the init the
+    # checkpoint was trained from (not the CLI config's default "scratch")
+    before = (tmp_path / "ft" / "summary.json").read_bytes()
+    assert main(["evaluate", "--dataset", "decathlon", "--checkpoint", str(tmp_path / "ft" / "best.pt"), *data]) == 0
+    assert (tmp_path / "ft" / "summary.json").read_bytes() == before
+    again = json.loads((tmp_path / "ft" / "evaluate-best" / "summary.json").read_text())
+    assert again["init"] == "mae" and again["dice"] == summary["dice"]
 
 
 def test_the_real_ct_sample_pretrains_without_labels(tmp_path, capsys):

@@ -110,8 +110,11 @@ def build_model_for(cfg: Mapping) -> torch.nn.Module:
     init, path = cfg["model"].get("init", "scratch"), cfg["model"].get("pretrained")
     if init == "scratch":
         return build_model(dict(cfg["model"], pretrained=None), cfg["data"])
-    if not path or not Path(path).is_file():
+    if not path:
         raise FileNotFoundError(f"model.init={init} needs model.pretrained to name a checkpoint file; got {path!r}")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"model.pretrained={str(path)!r} (model.init={init}): "
+                                f"{'a folder, not a checkpoint file' if Path(path).is_dir() else 'no such file'}")
     model = build_model(cfg["model"], cfg["data"])
     print(f"loaded {init} weights from {path}: {model.load_report}")
     return model

@@ -100,13 +100,16 @@ def eval_split(datasets: Mapping) -> str:
 def run_evaluate(cfg: Mapping, checkpoint: str | Path, out_dir: str | Path | None = None,
                  datasets: Mapping | None = None) -> dict:
     """Evaluate `checkpoint` on the evaluation split: a per-case (per-label for CXR14) CSV and a flat
-    summary.json (`dice`, `hd95`, `dice/<organ>`, ... or `mAUC`, `auc/<label>`) in `out_dir`."""
+    summary.json (`dice`, `hd95`, `dice/<organ>`, ... or `mAUC`, `auc/<label>`) in `out_dir`, by default
+    `<checkpoint's folder>/evaluate-<checkpoint name>/` (a run's own summary is written by `run_finetune` alone).
+    The summary's `init` is the one the checkpoint's training recorded (this config's when it recorded none)."""
     from monai.data import DataLoader
 
     from selfmae.eval import evaluate_segmentation
     from selfmae.train import resolve_device
 
-    out_dir = Path(out_dir or Path(checkpoint).parent)
+    out_dir = Path(out_dir or Path(checkpoint).parent / f"evaluate-{Path(checkpoint).stem}")
+    out_dir.mkdir(parents=True, exist_ok=True)
     datasets = datasets or build_data(cfg)
     device = resolve_device(cfg["train"]["device"])
     model = load_trained(cfg, checkpoint).to(device)
@@ -127,9 +130,15 @@ def run_evaluate(cfg: Mapping, checkpoint: str | Path, out_dir: str | Path | Non
             atomic_write_text(csv_path, pd.DataFrame(per_label).to_csv(index=False))
     summary = {"experiment": cfg["experiment"], "config_hash": config_hash(cfg), "split": split,
                "checkpoint": str(checkpoint),
-               "seed": cfg["train"]["seed"], "init": cfg["model"].get("init", "scratch"), **metrics}
+               "seed": cfg["train"]["seed"], "init": _trained_init(model, cfg), **metrics}
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, default=float))
     return summary
+
+
+def _trained_init(model: torch.nn.Module, cfg: Mapping) -> str:
+    """How the evaluated weights were initialised before training: the checkpoint's recorded model.init."""
+    trained = (getattr(model, "checkpoint_info", None) or {}).get("config") or {}
+    return (trained.get("model") or {}).get("init") or cfg["model"].get("init", "scratch")
 
 
 def summary(result: Any) -> dict:
