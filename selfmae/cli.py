@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, default=None, help="parent folder holding the real datasets")
     p.add_argument("--only", nargs="*", default=None, metavar="NB", help="notebook name prefixes, e.g. 01 05")
     p.add_argument("--force", action="store_true", help="re-run notebooks even when their inputs are unchanged")
-    p.add_argument("--dry-run", action="store_true", help="print the plan (steps, estimated GPU-hours) and exit")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (steps; estimated GPU-hours with --profile paper) and exit")
     p.add_argument("-p", "--param", dest="params", action="append", default=[], metavar="KEY=VALUE",
                    help="extra papermill parameter for every notebook (repeatable)")
     return parser
