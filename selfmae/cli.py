@@ -41,7 +41,9 @@ def _add_run_args(p: argparse.ArgumentParser, default_config: str) -> None:
     p.add_argument("--profile", default="tiny", choices=("tiny", "paper"), help="numbers to use (default: tiny)")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="dataset root in its real layout (default: the synthetic phantoms under data/synthetic)")
-    p.add_argument("--out-dir", type=Path, default=None, help="run folder (default: runs/<profile>/<experiment>)")
+    p.add_argument("--out-dir", type=Path, default=None,
+                   help="run folder (default: runs/<profile>/<experiment>, or runs/<profile>/data-<name>-<hash>/"
+                        "<experiment> for data other than the default; fine-tuning adds <init>/seed<N>)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.epochs=5 (repeatable)")
     p.add_argument("--seed", type=int, default=None, help="shortcut for --set train.seed=N")
