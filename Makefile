@@ -32,7 +32,7 @@ install: $(STAMP)  ## create .venv, install selfmae + dependencies, register the
 reproduce: $(STAMP)  ## run every numbered notebook (PROFILE=tiny|paper, DATA_DIR=/path for real data)
 	$(PY) -m selfmae reproduce --profile $(PROFILE) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
-plan: $(STAMP)  ## print the steps of `make reproduce` and their estimated GPU-hours, run nothing
+plan: $(STAMP)  ## print the steps of `make reproduce` (GPU-hours: PROFILE=paper); trains nothing, builds .venv to import selfmae
 	$(PY) -m selfmae reproduce --profile $(PROFILE) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) --dry-run
 
 test: $(STAMP)  ## run the test suite (includes the browser test when chromium + chromedriver are installed)

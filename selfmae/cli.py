@@ -41,7 +41,9 @@ def _add_run_args(p: argparse.ArgumentParser, default_config: str) -> None:
     p.add_argument("--profile", default="tiny", choices=("tiny", "paper"), help="numbers to use (default: tiny)")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="dataset root in its real layout (default: the synthetic phantoms under data/synthetic)")
-    p.add_argument("--out-dir", type=Path, default=None, help="run folder (default: runs/<profile>/<experiment>)")
+    p.add_argument("--out-dir", type=Path, default=None,
+                   help="run folder (default: runs/<profile>/<experiment>, or runs/<profile>/data-<name>-<hash>/"
+                        "<experiment> for data other than the default; fine-tuning adds <init>/seed<N>)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.epochs=5 (repeatable)")
     p.add_argument("--seed", type=int, default=None, help="shortcut for --set train.seed=N")
@@ -107,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, default=None, help="parent folder holding the real datasets")
     p.add_argument("--only", nargs="*", default=None, metavar="NB", help="notebook name prefixes, e.g. 01 05")
     p.add_argument("--force", action="store_true", help="re-run notebooks even when their inputs are unchanged")
-    p.add_argument("--dry-run", action="store_true", help="print the plan (steps, estimated GPU-hours) and exit")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (steps; estimated GPU-hours with --profile paper) and exit")
     p.add_argument("-p", "--param", dest="params", action="append", default=[], metavar="KEY=VALUE",
                    help="extra papermill parameter for every notebook (repeatable)")
     return parser

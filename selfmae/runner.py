@@ -227,16 +227,27 @@ def _step_times() -> dict:
 
 
 def plan(profile: str, notebooks: list[Path]) -> str:
-    """A table of each notebook's trainings with iteration counts and GPU-hours from measured step times."""
+    """A table of each notebook's trainings with iteration counts; for the paper profile also GPU-hours from the
+    step times measured on a GPU (benchmarks/results/paper_steps.json). The tiny profile gets no GPU-hour estimate:
+    those step times are the paper models', and a tiny run is timed on a CPU in the README."""
     from selfmae.config import ConfigError, load_config
     from selfmae.data.registry import dataset_spec
 
-    measured = _step_times()
+    gpu = profile == "paper"
+    measured = _step_times() if gpu else {}
     steps = measured.get("steps", {})
-    lines = [f"make reproduce PROFILE={profile}: {len(notebooks)} notebooks",
-             f"step times: {measured.get('device', 'not measured (run benchmarks/paper_smoke.py on a GPU)')}", ""]
-    lines.append(f"{'notebook':28s} {'experiment':26s} {'runs':>5s} {'iters/run':>10s} {'s/iter':>8s} {'GPU-h':>8s}")
-    total = 0.0
+    lines = [f"make reproduce PROFILE={profile}: {len(notebooks)} notebooks"]
+    if gpu:
+        lines += [f"step times: {measured.get('device', 'not measured (run benchmarks/paper_smoke.py on a GPU)')}", ""]
+        lines.append(f"{'notebook':28s} {'experiment':26s} {'runs':>5s} {'iters/run':>10s} {'s/iter':>8s} "
+                     f"{'GPU-h':>8s}")
+    else:
+        lines += ["no GPU-hour estimate for this profile: the measured step times are the paper profile's "
+                  "(`--profile paper`).",
+                  "A tiny run takes about 2 hours on a 2-core CPU; README.md, section 'Two commands', lists the "
+                  "measured time of each notebook.", ""]
+        lines.append(f"{'notebook':28s} {'experiment':26s} {'runs':>5s} {'iters/run':>10s}")
+    total, unmeasured = 0.0, []
     stems = {nb.stem[:2]: nb.stem for nb in notebooks}
     for prefix, experiment, runs in PLAN:
         if prefix not in stems:
@@ -250,10 +261,24 @@ def plan(profile: str, notebooks: list[Path]) -> str:
         iters = t["epochs"] * math.ceil(dataset_spec(cfg["data"]).train_items(cfg["data"]) / t["batch_size"])
         if t.get("max_steps"):
             iters = min(iters, t["max_steps"])
-        sec = steps.get(experiment)
-        hours = runs * iters * sec / 3600 if sec else float("nan")
-        total += 0 if math.isnan(hours) else hours
-        lines.append(f"{stems[prefix]:28s} {experiment:26s} {runs:5.1f} {iters:10d} "
-                     f"{(f'{sec:.3f}' if sec else 'n/a'):>8s} {hours:8.1f}")
-    lines += ["", f"total ≈ {total:.1f} GPU-hours (training only; evaluation and data caching add a little)"]
+        row = f"{stems[prefix]:28s} {experiment:26s} {runs:5.1f} {iters:10d}"
+        if gpu:
+            sec = steps.get(experiment)
+            if sec:
+                hours = runs * iters * sec / 3600
+                total += hours
+                row += f" {sec:8.3f} {hours:8.1f}"
+            else:
+                unmeasured.append(experiment)
+                row += f" {'n/a':>8s} {'n/a':>8s}"
+        lines.append(row)
+    lines += ["", "iters/run: the profile's epochs over the real dataset's training set (capped by max_steps)"]
+    if not gpu:
+        lines.append("  (without DATA_DIR the tiny runs read the synthetic phantoms, whose sizes differ: "
+                     "far fewer CXR14 images)")
+    if gpu:
+        lines.append(f"total ≈ {total:.1f} GPU-hours (training only; evaluation and data caching add a little)")
+        if unmeasured:
+            lines.append(f"left out of the total (n/a): {', '.join(dict.fromkeys(unmeasured))}, which have no "
+                         f"measured step time (benchmarks/paper_smoke.py does not time them)")
     return "\n".join(lines)

@@ -330,3 +330,76 @@ def test_the_explorer_prepares_an_image_as_its_dataset_validates_it(experiment, 
     mine = prepare_input(load_image(source), data)
     theirs = torch.as_tensor(dataset_spec(data).transforms(data, "pretrain", train=False)(item)["image"])
     assert mine.shape == (1, *theirs.shape) and torch.equal(mine[0], theirs.float())
+
+
+# ----- plot_view: the notebook figure tints hidden patches as the widget does and names the model ------------------
+@pytest.mark.parametrize("trained", [True, False])
+def test_plot_view_tints_hidden_patches_and_names_the_model(runs, trained):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from selfmae.explore import HIDDEN_TINT
+    from selfmae.explore.render import image_range, plot_view, to_rgb
+
+    core = MaskExplorer("sample:pneumoniamnist", checkpoint=None if trained else UNTRAINED, runs_dir=runs)
+    view = core.update()
+    assert 0 < view.hidden.sum() < view.hidden.size
+    fig = plot_view(view)
+    try:
+        shown = np.asarray(fig.axes[1].images[0].get_array())      # the masked-input panel, as drawn
+        plain = to_rgb(view.images["masked"], *image_range(view))   # the masked image without the tint
+        assert shown.shape == (*view.hidden.shape, 3)
+        assert np.array_equal(shown[~view.hidden], plain[~view.hidden])           # visible patches as they are
+        assert (np.abs(shown[view.hidden].astype(int) - plain[view.hidden]).sum(-1) > 0).all()   # hidden: tinted
+        blue = shown[view.hidden].astype(float)
+        assert np.allclose(blue, 0.35 * plain[view.hidden] + 0.65 * HIDDEN_TINT, atol=1)
+        title = fig._suptitle.get_text()
+    finally:
+        plt.close(fig)
+    if trained:
+        assert title.startswith("trained MAE: ") and "pretrain_medmnist/last.pt" in title
+    else:
+        assert title.startswith("untrained MAE: random weights")
+    assert view.summary() in title
+
+
+# ----- runs on the user's own data (runs/<profile>/data-<name>-<hash>/<experiment>/) ----------------------------------
+def _pretrained_on_own_data(runs_dir, task_dir):
+    import torch
+
+    from selfmae.models import build_model
+    from selfmae.train.checkpoint import save_checkpoint
+
+    cfg = load_config("pretrain_decathlon", "tiny", {"data.data_dir": str(task_dir), "data.in_channels": 1})
+    run = runs_dir / "data-Task99_MyCT-abc123" / "pretrain_decathlon"
+    torch.manual_seed(3)
+    model = build_model(cfg["model"], cfg["data"])
+    save_checkpoint({"model": model.state_dict(), "step": 40, "epoch": 2,
+                     "history": [{"epoch": 1, "val_loss": 0.8}, {"epoch": 2, "val_loss": 0.6}]}, run / "last.pt")
+    save_run_record(cfg, run)
+    return run / "last.pt"
+
+
+def test_the_explorer_finds_a_pretraining_on_the_users_own_data(tmp_path):
+    from selfmae.data import prepare_synthetic
+
+    runs = tmp_path / "runs"
+    own = _pretrained_on_own_data(runs, prepare_synthetic("decathlon", tmp_path / "Task99_MyCT"))
+    found = discover_checkpoints(runs)
+    assert found == {"data-Task99_MyCT-abc123/pretrain_decathlon · 3D · mask 12.5 %": own}
+    core = MaskExplorer("sample:ct", runs_dir=runs)           # no default-data 3D run: the one on own data
+    assert core.checkpoint == own and core.entry.trained and "no 3D MAE checkpoint" not in core.model_description
+    assert core.update().model == f"trained MAE: {own}"
+    btcv = _pretrained(runs, "pretrain_btcv", 60, [0.5])      # a default-data run comes first
+    assert list(discover_checkpoints(runs).values()) == [btcv, own]
+    assert MaskExplorer("sample:ct", runs_dir=runs).checkpoint == btcv
+
+
+def test_a_default_whose_task_folder_moved_opens_untrained_and_says_why(tmp_path):
+    runs = tmp_path / "runs"
+    own = _pretrained_on_own_data(runs, tmp_path / "gone" / "Task99_MyCT")
+    core = MaskExplorer("sample:ct", runs_dir=runs)
+    assert core.checkpoint == UNTRAINED and not core.entry.trained
+    assert "was not opened" in core.model_description and own.parent.name in core.model_description

@@ -69,3 +69,31 @@ def test_the_tcp_filter_drops_only_that_warning():
     keep = logging.LogRecord("IPKernelApp", logging.WARNING, "", 0, "something else", None, None)
     drop = logging.LogRecord("IPKernelApp", logging.WARNING, "", 0, TCP_WARNING + ". All communication ...", None, None)
     assert DropTcpWarning().filter(keep) and not DropTcpWarning().filter(drop)
+
+
+def test_the_tiny_plan_gives_no_gpu_hours_and_points_at_the_cpu_times():
+    from selfmae.runner import NOTEBOOK_DIR, numbered_notebooks, plan
+
+    text = plan("tiny", numbered_notebooks(NOTEBOOK_DIR))
+    assert "GPU-h" not in text.split("no GPU-hour estimate", 1)[1] and "total" not in text
+    assert "--profile paper" in text and "README.md" in text and "2-core CPU" in text
+    assert "finetune_cxr14" in text and "nan" not in text
+
+
+def test_the_paper_plan_names_the_rows_left_out_of_its_total():
+    from selfmae.runner import NOTEBOOK_DIR, _step_times, numbered_notebooks, plan
+
+    text = plan("paper", numbered_notebooks(NOTEBOOK_DIR))
+    assert "GPU-hours" in text and "nan" not in text
+    unmeasured = {"pretrain_medmnist", "finetune_medmnist", "pretrain_medmnist3d", "finetune_medmnist3d"}
+    if unmeasured & set(_step_times().get("steps", {})):
+        pytest.skip("step times now cover MedMNIST")
+    left_out = next(line for line in text.splitlines() if line.startswith("left out of the total"))
+    assert all(name in left_out for name in unmeasured) and "no measured step time" in left_out
+
+
+def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, nb_dir, capsys):
+    rc = reproduce("tiny", runs_dir=tmp_path / "runs", results_dir=tmp_path, notebook_dir=nb_dir, dry_run=True)
+    out = capsys.readouterr().out
+    assert rc == 0 and "make reproduce PROFILE=tiny: 2 notebooks" in out and "no GPU-hour estimate" in out
+    assert not (tmp_path / "runs").exists()

@@ -14,8 +14,10 @@ from selfmae.repro import REPO_ROOT
 
 UNTRAINED = "untrained"
 
-# where pre-training runs leave their checkpoints (relative to runs/<profile>)
-CHECKPOINT_PATTERNS = ("pretrain_*/last.pt", "pretrain_*/*/last.pt", "ablation_*/mask*/pretrain/last.pt")
+# where pre-training runs leave their checkpoints (relative to runs/<profile>), in order of preference: the runs on
+# the default data, then those on other data (--data-dir / DATA_DIR), which go to data-<name>-<hash>/<experiment>/
+_RUN_PATTERNS = ("pretrain_*/last.pt", "pretrain_*/*/last.pt", "ablation_*/mask*/pretrain/last.pt")
+CHECKPOINT_PATTERNS = _RUN_PATTERNS + tuple(f"data-*/{pattern}" for pattern in _RUN_PATTERNS)
 # the pre-training runs the explorer opens on, best first, by the image's dimensions (notebooks 02/12 for 2D, 03/04
 # for 3D), after the one of the image's own dataset (`preferred_experiments`: a MedMNIST file's, notebooks 12/14)
 PREFERRED_RUNS = {2: ("pretrain_cxr14", "pretrain_medmnist"), 3: ("pretrain_btcv", "pretrain_brats")}
@@ -38,6 +40,7 @@ class ModelEntry:
     label: str
     trained: bool = False
     description: str = ""   # which model, said in full: checkpoint, epochs, steps, loss, architecture
+    short: str = ""         # the same in a few words: 'trained MAE: <checkpoint>' or 'untrained MAE: random weights'
 
     @property
     def spatial_dims(self) -> int:
@@ -68,8 +71,9 @@ def _read_run_config(checkpoint: Path) -> dict:
 
 
 def discover_checkpoints(runs_dir: str | Path) -> dict[str, Path]:
-    """MAE checkpoints under runs_dir (pretrain_*/last.pt, ablation_*/mask*/pretrain/last.pt), labelled with
-    their dimensionality and pre-training mask ratio, e.g. 'pretrain_btcv · 3D · mask 12.5 %'."""
+    """MAE checkpoints under runs_dir (CHECKPOINT_PATTERNS: pretrain_*/last.pt, ablation_*/mask*/pretrain/last.pt,
+    and the same under data-<name>-<hash>/ for runs on other data), labelled with their place under runs_dir, their
+    dimensionality and pre-training mask ratio, e.g. 'pretrain_btcv · 3D · mask 12.5 %'."""
     runs_dir = Path(runs_dir)
     found: dict[str, Path] = {}
     for pattern in CHECKPOINT_PATTERNS:
@@ -146,7 +150,8 @@ def build_explorer_model(checkpoint: str | Path, image: LoadedImage, profile: st
 
         return ModelEntry(model.eval(), cfg, f"untrained ({experiment}, {profile})", trained=False,
                           description=f"untrained: random weights, {architecture_name(cfg['model'])} "
-                                      f"({experiment}, {profile})")
+                                      f"({experiment}, {profile})",
+                          short="untrained MAE: random weights, no checkpoint")
     path = Path(checkpoint).expanduser()
     if not path.is_file():
         raise ExplorerError(f"checkpoint not found: {path} — run the pre-training notebook that writes it "
@@ -161,5 +166,6 @@ def build_explorer_model(checkpoint: str | Path, image: LoadedImage, profile: st
         raise ExplorerError(str(err)) from None
     run = path.parent.parent if path.parent.name == "pretrain" else path.parent   # ablation_*/mask*/pretrain
     return ModelEntry(model, cfg, f"{run.name} (MAE, mask {100 * float(cfg['model']['mask_ratio']):g} %)",
-                      trained=True, description=_trained_description(path, model.checkpoint_info, cfg))
+                      trained=True, description=_trained_description(path, model.checkpoint_info, cfg),
+                      short=f"trained MAE: {_shown_path(path)}")
 

@@ -35,6 +35,7 @@ class ExplorerView:
     slice_index: int | None = None
     axis: int | None = None
     seconds: float = 0.0        # model time of this update (0 when served from the cache)
+    model: str = ""             # which model, in short: 'trained MAE: <checkpoint>' or 'untrained MAE: ...'
 
     def summary(self) -> str:
         where = "" if self.slice_index is None else f" · slice {self.slice_index} on axis {self.axis}"
@@ -67,7 +68,8 @@ class MaskExplorer:
     """Plain-Python core of the explorer: choose an image, a model, a mask ratio and seed; `update()` draws.
 
     checkpoint: None (default) opens on the trained MAE that fits the image (`default_checkpoint`; UNTRAINED only
-    when no pre-training has run under runs_dir) and keeps following the image until a model is chosen; or a
+    when no pre-training has run under runs_dir, or when that one cannot prepare the image, e.g. a run whose task
+    folder has moved: `model_description` says why) and keeps following the image until a model is chosen; or a
     checkpoint file, or UNTRAINED. `model_description` says which model is shown.
     The model runs once per (image, model, ratio, seed); moving the slice or axis only re-slices the cached result.
     `threads`: torch CPU threads for the model (1 suits the tiny models; None keeps torch's setting).
@@ -99,6 +101,15 @@ class MaskExplorer:
         mismatch = getattr(self, "entry", None) is not None and self.entry.spatial_dims != image.spatial_dims
         if self.follows_default or (str(self.checkpoint) != UNTRAINED and mismatch):
             self.checkpoint = default_checkpoint(image, self.runs_dir)
+            try:
+                self._load_model()
+            except ExplorerError as err:   # e.g. a run on a task folder that has since moved: open untrained
+                if str(self.checkpoint) == UNTRAINED:
+                    raise
+                skipped, self.checkpoint = Path(self.checkpoint), UNTRAINED
+                self._load_model()
+                self._model_description += f" · {_shown_path(skipped)} was not opened: {err}"
+            return image
         self._load_model()
         return image
 
@@ -208,7 +219,7 @@ class MaskExplorer:
         n_hidden = int(r["mask"][0].sum())
         return ExplorerView(images, hidden, float(r["mse"][0]), n_hidden, int(r["mask"].shape[1]),
                             self.mask_ratio, self.seed, index if self.image.spatial_dims == 3 else None,
-                            axis if self.image.spatial_dims == 3 else None, seconds)
+                            axis if self.image.spatial_dims == 3 else None, seconds, self.entry.short)
 
     def error_vs_ratio(self, ratios: Sequence[float] = DEFAULT_RATIOS, seeds: Sequence[int] = (0, 1, 2),
                        checkpoints: Sequence[str | Path] | None = None):
