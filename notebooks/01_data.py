@@ -27,6 +27,7 @@ import pandas as pd
 from selfmae.data import check_data
 from selfmae.experiments import build_data, example_gallery, resolve_data_dir
 from selfmae.notebook import NotebookContext
+from selfmae.provenance import data_label
 from selfmae.viz import plot_examples, set_style
 
 ctx = NotebookContext(profile, data_dir, out_dir, results_dir, device=device, max_steps=max_steps)
@@ -44,7 +45,7 @@ rows = []
 for name, cfg in configs.items():
     root = resolve_data_dir(cfg)
     problems = check_data(name, root)
-    rows.append({"dataset": name, "root": str(root), "problems": len(problems),
+    rows.append({"dataset": name, "folder": data_label(root), "problems": len(problems),
                  "first problem": str(problems[0]) if problems else ""})
 check_table = pd.DataFrame(rows)
 ctx.save_table(check_table, "data_check", "Integrity check of each dataset folder", "cxr14")

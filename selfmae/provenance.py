@@ -33,10 +33,11 @@ def data_label(path: str | os.PathLike | None) -> str:
     resolved = _resolved(path)
     if resolved.is_relative_to(SAMPLES_DIR.resolve()):
         return (Path("selfmae", "data", "samples") / resolved.relative_to(SAMPLES_DIR.resolve())).as_posix()
-    try:
-        return resolved.relative_to(REPO_ROOT.resolve()).as_posix()
-    except ValueError:
-        return resolved.name or str(path)
+    for inside, root in ((Path(os.path.abspath(path)), Path(os.path.abspath(REPO_ROOT))),   # a linked data/ too
+                         (resolved, REPO_ROOT.resolve())):
+        if inside.is_relative_to(root):
+            return inside.relative_to(root).as_posix()
+    return resolved.name or str(path)
 
 
 def data_tag(path: str | os.PathLike | None) -> str:

@@ -25,6 +25,19 @@ def test_data_labels_are_repository_relative_or_the_dataset_name(tmp_path):
     assert data_label(tmp_path / "ChestX-ray14") == "ChestX-ray14"
 
 
+def test_a_data_folder_linked_into_the_repository_is_named_by_its_place_there(tmp_path, monkeypatch):
+    """data/ may be a link to a shared disk (a worktree, a cluster): the table names data/..., not the target."""
+    import selfmae.provenance as provenance
+
+    repo, target = tmp_path / "repo", tmp_path / "shared"
+    (target / "synthetic" / "btcv").mkdir(parents=True)
+    repo.mkdir()
+    (repo / "data").symlink_to(target)
+    monkeypatch.setattr(provenance, "REPO_ROOT", repo)
+    assert provenance.data_label(repo / "data" / "synthetic" / "btcv") == "data/synthetic/btcv"
+    assert provenance.data_label(target / "synthetic" / "btcv") == "btcv"   # outside the repository: its name
+
+
 def test_stamps_name_the_data_without_machine_paths(tmp_path):
     ctx = NotebookContext("tiny", medmnist_source(""), str(tmp_path / "runs"), str(tmp_path))
     stamp = str(ctx.stamp("medmnist"))
