@@ -33,11 +33,17 @@ def data_label(path: str | os.PathLike | None) -> str:
     resolved = _resolved(path)
     if resolved.is_relative_to(SAMPLES_DIR.resolve()):
         return (Path("selfmae", "data", "samples") / resolved.relative_to(SAMPLES_DIR.resolve())).as_posix()
-    for inside, root in ((Path(os.path.abspath(path)), Path(os.path.abspath(REPO_ROOT))),   # a linked data/ too
-                         (resolved, REPO_ROOT.resolve())):
+    return repo_relative(path) or resolved.name or str(path)
+
+
+def repo_relative(path: str | os.PathLike) -> str | None:
+    """`path` relative to the repository (POSIX), None when outside it. Tried as written first, so a data/ or
+    runs/ folder linked into the repository (a worktree, a shared disk) is named by its place there."""
+    for inside, root in ((Path(os.path.abspath(path)), Path(os.path.abspath(REPO_ROOT))),
+                         (_resolved(path), REPO_ROOT.resolve())):
         if inside.is_relative_to(root):
             return inside.relative_to(root).as_posix()
-    return resolved.name or str(path)
+    return None
 
 
 def data_tag(path: str | os.PathLike | None) -> str:

@@ -36,6 +36,9 @@ def test_a_data_folder_linked_into_the_repository_is_named_by_its_place_there(tm
     monkeypatch.setattr(provenance, "REPO_ROOT", repo)
     assert provenance.data_label(repo / "data" / "synthetic" / "btcv") == "data/synthetic/btcv"
     assert provenance.data_label(target / "synthetic" / "btcv") == "btcv"   # outside the repository: its name
+    (repo / "runs").symlink_to(target)    # the explorer's captions name checkpoints the same way
+    assert provenance.repo_relative(repo / "runs" / "tiny" / "last.pt") == "runs/tiny/last.pt"
+    assert provenance.repo_relative(tmp_path / "elsewhere.pt") is None
 
 
 def test_stamps_name_the_data_without_machine_paths(tmp_path):

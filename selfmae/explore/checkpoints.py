@@ -10,7 +10,6 @@ from typing import Mapping
 import torch
 
 from selfmae.explore.sources import ExplorerError, LoadedImage
-from selfmae.repro import REPO_ROOT
 
 UNTRAINED = "untrained"
 
@@ -113,11 +112,11 @@ def default_checkpoint(image: LoadedImage, runs_dir: str | Path) -> Path | str:
 
 
 def _shown_path(path: Path) -> str:
-    """A checkpoint path as labels show it: relative to the repository when inside it."""
-    try:
-        return str(path.resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
+    """A checkpoint path as labels show it: relative to the repository when inside it (also through a linked
+    runs/ folder), else as given."""
+    from selfmae.provenance import repo_relative
+
+    return repo_relative(path) or str(path)
 
 
 def _trained_description(path: Path, state: Mapping, cfg: Mapping) -> str:
