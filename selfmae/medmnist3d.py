@@ -283,8 +283,10 @@ def plot_examples(datasets: Mapping, label_names: Sequence[str], n_per_class: in
 
 def plot_volume_slices(explorer, slices: Sequence[int] | None = None, title: str = ""):
     """An MAE reconstruction of one volume at several slices (the explorer's slice slider, frozen): one row per
-    slice along the explorer's axis, columns original / masked input / reconstruction / + visible / |error|."""
+    slice along the explorer's axis, columns original / masked input (hidden cubes tinted) / reconstruction /
+    + visible / |error|."""
     from selfmae.explore import PANELS
+    from selfmae.explore.render import tinted_panels
     from selfmae.viz import plot_reconstructions
 
     n = explorer.n_slices
@@ -293,7 +295,7 @@ def plot_volume_slices(explorer, slices: Sequence[int] | None = None, title: str
     for index in slices:
         explorer.set_slice(index)
         view = explorer.update()
-        rows[f"slice {index}"] = view.images
+        rows[f"slice {index}"] = tinted_panels(view)
     fig = plot_reconstructions(rows, columns=PANELS)
     default = (f"{explorer.image.name} · {view.n_hidden} of {view.n_patches} cubes hidden "
                f"({round(100 * view.mask_ratio, 1):g} %, mask seed {view.seed}) · masked-patch MSE {view.mse:.3f} · "

@@ -67,14 +67,19 @@ def render_panels(view: ExplorerView, size: int = 192) -> dict[str, bytes]:
     return out
 
 
+def tinted_panels(view: ExplorerView) -> dict[str, np.ndarray]:
+    """The view's panels for a matplotlib figure: the masked input as (H, W, 3) uint8 with hidden patches tinted
+    (HIDDEN_TINT, over the original's grey range), every other panel the 2D array as it is."""
+    lo, hi = image_range(view)
+    return {**view.images, "masked": to_rgb(view.images["masked"], lo, hi, "gray", tint=view.hidden)}
+
+
 def plot_view(view: ExplorerView, title: str = ""):
     """The five panels as one matplotlib figure (for notebooks and papers rather than the live widget): hidden
     patches tinted in the masked input as in the widget; the title names the model, then `view.summary()`."""
     from selfmae.viz import plot_reconstructions
 
-    lo, hi = image_range(view)
-    images = {**view.images, "masked": to_rgb(view.images["masked"], lo, hi, "gray", tint=view.hidden)}
-    fig = plot_reconstructions({title or "": images}, columns=PANELS)
+    fig = plot_reconstructions({title or "": tinted_panels(view)}, columns=PANELS)
     heading = "\n".join(part for part in (view.model, view.summary()) if part)
     fig.suptitle(heading, fontsize=9, y=1.1 + 0.08 * heading.count("\n"))
     return fig
