@@ -31,7 +31,7 @@ imagenet_weights = ""
 from selfmae.experiments import finetune_study, init_methods, study_histories
 from selfmae.models import architecture_name
 from selfmae.notebook import NotebookContext
-from selfmae.report import table2_cxr14
+from selfmae.paper_tables import table2_cxr14
 from selfmae.viz import plot_training_curves
 
 ctx = NotebookContext(profile, data_dir, out_dir, results_dir, device=device, max_steps=max_steps,
@@ -68,7 +68,7 @@ results = finetune_study("finetune_cxr14", profile, methods, seeds, study_dir,
 
 # %%
 from selfmae.baselines import finetune_reference
-from selfmae.report import with_reference
+from selfmae.paper_tables import with_reference
 
 reference = finetune_reference(cfg)
 table = table2_cxr14(results, epochs={"scratch": epochs, "scratch_long": 4 * epochs, "imagenet": epochs,

@@ -25,9 +25,9 @@ from selfmae.experiments import finetune_study, init_methods, study_histories
 from selfmae.baselines import finetune_reference
 from selfmae.data import BTCV_ORGANS
 from selfmae.models import architecture_name
-from selfmae.report import with_reference
+from selfmae.paper_tables import with_reference
 from selfmae.notebook import NotebookContext
-from selfmae.report import table1_btcv, table1_btcv_hd95
+from selfmae.paper_tables import table1_btcv, table1_btcv_hd95
 from selfmae.viz import plot_training_curves
 
 ctx = NotebookContext(profile, data_dir, out_dir, results_dir, device=device, max_steps=max_steps,

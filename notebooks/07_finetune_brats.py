@@ -26,9 +26,9 @@ imagenet_weights = ""
 from selfmae.experiments import finetune_study, init_methods, study_histories
 from selfmae.baselines import finetune_reference
 from selfmae.models import architecture_name
-from selfmae.report import with_reference
+from selfmae.paper_tables import with_reference
 from selfmae.notebook import NotebookContext
-from selfmae.report import table3_brats
+from selfmae.paper_tables import table3_brats
 from selfmae.viz import plot_training_curves
 
 ctx = NotebookContext(profile, data_dir, out_dir, results_dir, device=device, max_steps=max_steps,

@@ -25,7 +25,7 @@ overrides = {}
 from selfmae.experiments import ablation_epochs, ablation_study
 from selfmae.models import architecture_name
 from selfmae.notebook import NotebookContext
-from selfmae.report import table3_ablation
+from selfmae.paper_tables import table3_ablation
 from selfmae.viz import plot_metric_lines
 import pandas as pd
 

@@ -27,7 +27,8 @@ import pandas as pd
 from selfmae.experiments import finetune_study, last_epoch_scores, load_history, run_pretrain, study_histories
 from selfmae.models import architecture_name
 from selfmae.notebook import NotebookContext
-from selfmae.report import epochs_to_reach, nnformer_comparison
+from selfmae.report import epochs_to_reach
+from selfmae.paper_tables import nnformer_comparison
 from selfmae.viz import plot_metric_lines, plot_training_curves
 
 ctx = NotebookContext(profile, data_dir, out_dir, results_dir, device=device, max_steps=max_steps,

@@ -17,7 +17,8 @@ def quickstart_table(results: Mapping[str, Sequence[Mapping[str, float]]], metri
     """
     import pandas as pd
 
-    from selfmae.report import format_ci, our_architecture
+    from selfmae.report import format_ci
+    from selfmae.paper_tables import our_architecture
 
     rows = []
     for method, runs in results.items():

@@ -3,7 +3,8 @@ silently from a mean ± CI cell."""
 from __future__ import annotations
 
 from selfmae.eval.metrics import SEGMENTATION_CONVENTION
-from selfmae.report import Stamp, format_ci, read_table, table1_btcv, table3_brats, write_table
+from selfmae.report import Stamp, format_ci, read_table, write_table
+from selfmae.paper_tables import table1_btcv, table3_brats
 
 STAMP = Stamp("tiny", "synthetic", "abc1234", "2026-01-01 00:00 UTC", "CPU test")
 
@@ -26,7 +27,7 @@ def test_a_nan_seed_is_counted_in_the_cell():
 
 def test_every_table_names_each_rows_architecture():
     """Paper rows say what the paper ran, ours what we built; methods not run still say 'not run'."""
-    from selfmae.report import nnformer_comparison, table1_btcv_hd95, table2_cxr14, table3_ablation
+    from selfmae.paper_tables import nnformer_comparison, table1_btcv_hd95, table2_cxr14, table3_ablation
 
     seed = {"dice": 0.5, "hd95": 10.0, "mAUC": 0.6, "dice/WT": 0.5, "dice/ET": 0.5, "dice/TC": 0.5}
     tiny = "UNETR (ViT 4x64, patch 4, features 8)"

@@ -18,7 +18,8 @@ from .layer_decay import param_groups
 from .mae import MAE, random_masking
 from .transfer import LoadReport, load_pretrained_encoder, read_state_dict
 from .unetr import UNETR
-from .vit import ViT, interpolate_pos_embed, sincos_pos_embed
+from .pos_embed import interpolate_pos_embed, sincos_pos_embed
+from .vit import ViT
 
 __all__ = [
     "ViT", "MAE", "ViTClassifier", "UNETR", "build_model", "img_size_of", "load_pretrained_encoder", "LoadReport",

@@ -16,7 +16,8 @@ from torch import nn
 
 from . import mim
 from .mim import random_masking
-from .vit import ViT, Block, from_patches, init_weights, sincos_pos_embed, to_patches
+from .pos_embed import sincos_pos_embed
+from .vit import ViT, Block, from_patches, init_weights, to_patches
 
 __all__ = ["MAE", "random_masking"]
 

@@ -35,7 +35,8 @@ from torch import nn
 
 from selfmae.torchfile import load_torch_file
 
-from .vit import ViT, interpolate_pos_embed
+from .pos_embed import interpolate_pos_embed
+from .vit import ViT
 
 __all__ = ["LoadReport", "PretrainedWeightsError", "read_state_dict", "load_pretrained_encoder", "adapt_patch_weight",
            "monai_to_timm"]
