@@ -143,9 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         from selfmae.data.registry import dataset_spec
 
         problems = check_data(args.dataset, args.data_dir, args.task)
+        print(f"{args.dataset} at {args.data_dir}: {len(problems)} problem(s)", flush=True)   # before the list
         for problem in problems:
             print(f"ERROR {problem}", file=sys.stderr)
-        print(f"{args.dataset} at {args.data_dir}: {len(problems)} problem(s)")
         if not problems:
             for line in dataset_spec(args.dataset).check_summary(args.data_dir):
                 print(line)
