@@ -116,11 +116,13 @@ class BraTS(DatasetSpec):
         return 3
 
     def check_summary(self, data_dir) -> list[str]:
-        """The tumour regions under both ET conventions, as the folder's dataset.json declares its labels."""
+        """The label ids of each tumour region under both ET conventions: dataset.json's (its declared enhancing
+        tumour) and the SelfMedMAE code's (ET = label 2, the 'ET=2' columns of Table 3)."""
         from .brats import region_ids
-        return [f"regions ({c}), label ids as dataset.json declares them: "
-                + ", ".join(f"{r}={list(ids)}" for r, ids in region_ids(data_dir, c).items())
-                for c in ("dataset_json", "selfmedmae_code")]
+        said = {"dataset_json": "as dataset.json declares its labels",
+                "selfmedmae_code": "under the SelfMedMAE code's convention (ET = label 2, Table 3's ET=2 columns)"}
+        return [f"regions {said[c]}: " + ", ".join(f"{r}={list(ids)}" for r, ids in region_ids(data_dir, c).items())
+                for c in said]
 
 
 class MedMNIST(DatasetSpec):
