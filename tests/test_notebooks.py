@@ -17,7 +17,7 @@ from selfmae.runner import numbered_notebooks, reproduce
 pytestmark = pytest.mark.slow
 
 TABLES = {  # name -> columns that must be there
-    "data_check": ["dataset", "root", "problems"],
+    "data_check": ["dataset", "folder", "problems"],
     "table1_btcv": ["Method", "Architecture", "Source", "Avg DSC", "Avg HD95", "Aorta", "Gallbladder", "Kidney(L)",
                     "Kidney(R)", "Liver", "Pancreas", "Spleen", "Stomach"],
     "table1_btcv_hd95": ["Method", "Architecture", "Source", "Avg HD95", "Aorta", "Stomach"],
