@@ -20,7 +20,7 @@ from torch import nn
 
 from selfmae.train import (CheckpointError, ClassificationTask, MAETask, OutputDirError, SegmentationTask,
                            TrainConfigError, WarmupCosine, build_optimizer, build_scheduler, fit,
-                           resolve_precision)
+                           optimizer_steps_per_epoch, resolve_precision)
 from selfmae.train import device as device_mod
 from selfmae.train.logs import TIMING
 
@@ -161,6 +161,14 @@ def test_accumulation_matches_larger_batch(tmp_path):
     for ra, rb in zip(a.history, b.history):
         assert ra["train_loss"] == pytest.approx(rb["train_loss"], rel=1e-5)
         assert ra["lr"] == pytest.approx(rb["lr"], rel=1e-6)
+
+
+@pytest.mark.parametrize("n_items, batch, accum", [(9, 2, 1), (4, 2, 1), (7, 2, 2), (5, 4, 1)])
+def test_steps_per_epoch_is_what_the_engine_takes(tmp_path, n_items, batch, accum):
+    """`optimizer_steps_per_epoch` (used to give label-fraction runs equal steps) counts what `fit` does."""
+    cfg = base_cfg(epochs=2, batch_size=batch, accum_steps=accum)
+    res = fit(make_mae(), MAETask(), mae_data(n_items, 0), None, cfg, tmp_path / "run")
+    assert res.steps == 2 * optimizer_steps_per_epoch(n_items, cfg)
 
 
 # --------------------------------------------------------------------------------------------- optimiser

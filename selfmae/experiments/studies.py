@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from selfmae.config import load_config
-from selfmae.experiments.build import build_data
+from selfmae.experiments.build import build_data, label_subset
 from selfmae.experiments.stages import run_finetune, run_pretrain, stored_summary
 from selfmae.parallel import run_many
 
@@ -54,6 +54,30 @@ def finetune_study(experiment: str, profile: str, methods: Mapping[str, Mapping[
     for (method, _), summary in zip(names, summaries):
         results[method].append(summary)
     return results
+
+
+def label_fraction_overrides(cfg: Mapping, fraction: float) -> dict[str, Any]:
+    """Overrides that fine-tune `cfg` on `fraction` of its labelled training cases for as many optimiser steps (and
+    warm-up steps) as `cfg` trains on all of them, so that a label-efficiency curve measures labels, not training
+    length (nnU-Net and nnFormer count training in fixed-size epochs of iterations for the same reason).
+
+    An epoch over a subset of n cases is ceil(n / batch) steps (`selfmae.train.optimizer_steps_per_epoch`; the
+    subset is `label_subset`'s, at least one case), so its epochs are the full run's steps over that, rounded to
+    whole epochs: e.g. BTCV tiny, 18 cases at batch 2 for 120 epochs = 1,080 steps -> 50 % (9 cases, 5 steps per
+    epoch) 216 epochs, 25 % (4 cases) 540, 10 % (2 cases) 1,080 — 1,080 steps each. (Multiplying the epochs by
+    1 / fraction instead gives 1,200 / 960 / 1,200 steps.) Validation runs once, at the end. Reads only the split
+    lists (no images); ValueError for a fraction outside (0, 1] or an empty training split.
+    """
+    from selfmae.train import optimizer_steps_per_epoch
+
+    train_cfg = cfg["train"]
+    listing = dict(cfg, data=dict(cfg["data"], cache=False, label_fraction=1.0))
+    n_all = len(build_data(listing, check=False)["train"])
+    n_subset = len(label_subset(range(n_all), fraction, cfg["data"].get("split_seed", 0)))
+    full, subset = (optimizer_steps_per_epoch(n, train_cfg) for n in (n_all, n_subset))
+    epochs = max(1, round(train_cfg["epochs"] * full / subset))
+    return {"data.label_fraction": fraction, "train.epochs": epochs, "train.val_every": epochs,
+            "train.warmup_epochs": round(train_cfg["warmup_epochs"] * full / subset)}
 
 
 def finetune_many(runs: Sequence[tuple[Mapping, Path]], datasets: Mapping | None = None,

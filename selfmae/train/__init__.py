@@ -7,7 +7,7 @@ from .checkpoint import capture_rng, check_state_fits, load_checkpoint, restore_
 from .device import (PrecisionChoice, choose_precision, cpu_has_native_bf16, finished_run_precision_diff,
                       resolve_device, resolve_precision)
 from .distributed import DistInfo, env_dist_info
-from .engine import fit
+from .engine import batches_per_epoch, fit, optimizer_steps_per_epoch
 from .errors import CheckpointError, OutputDirError, TrainConfigError
 from .rundir import RunResult
 from .schedule import WarmupCosine, build_optimizer, build_scheduler, simple_param_groups
@@ -15,7 +15,7 @@ from .settings import TRAIN_DEFAULTS, incompatible_keys, resolve_train_cfg
 from .tasks import ClassificationTask, MAETask, SegmentationTask, Task
 
 __all__ = [
-    "fit", "RunResult", "Task", "MAETask", "ClassificationTask", "SegmentationTask",
+    "fit", "batches_per_epoch", "optimizer_steps_per_epoch", "RunResult", "Task", "MAETask", "ClassificationTask", "SegmentationTask",
     "TRAIN_DEFAULTS", "resolve_train_cfg", "incompatible_keys",
     "build_optimizer", "build_scheduler", "simple_param_groups", "WarmupCosine",
     "load_checkpoint", "check_state_fits", "capture_rng", "restore_rng",

@@ -75,9 +75,16 @@ def _val_loader(ds: Dataset, cfg: dict, task: Task) -> DataLoader:
                       generator=torch.Generator().manual_seed(cfg["seed"]), worker_init_fn=worker_init_fn)
 
 
-def _batches_per_epoch(ds: Dataset, cfg: dict, info: D.DistInfo) -> int:
-    per_rank = math.ceil(len(ds) / info.world_size)
-    return math.ceil(per_rank / cfg["batch_size"])
+def batches_per_epoch(n_items: int, cfg: Mapping, world_size: int = 1) -> int:
+    """Batches one rank draws per epoch from `n_items` training items (DistributedSampler pads to equal shares,
+    drop_last is off): ceil(ceil(n_items / world_size) / train.batch_size)."""
+    return math.ceil(math.ceil(n_items / world_size) / cfg["batch_size"])
+
+
+def optimizer_steps_per_epoch(n_items: int, cfg: Mapping, world_size: int = 1) -> int:
+    """Optimiser steps per epoch (`batches_per_epoch` over train.accum_steps, rounded up); the lr schedule spans
+    train.epochs times this, its warm-up train.warmup_epochs times this."""
+    return math.ceil(batches_per_epoch(n_items, cfg, world_size) / cfg.get("accum_steps", 1))
 
 
 # ----------------------------------------------------------------------------------------------- validation
@@ -173,10 +180,10 @@ def _train(model: nn.Module, task: Task, train_ds: Dataset, val_ds: Dataset | No
         announce(precision)
     model.to(device)
     optimizer = build_optimizer(model, cfg)
-    n_batches = _batches_per_epoch(train_ds, cfg, info)
+    n_batches = batches_per_epoch(len(train_ds), cfg, info.world_size)
     if n_batches == 0:
         raise ValueError("the training dataset is empty")
-    steps_per_epoch = math.ceil(n_batches / cfg["accum_steps"])
+    steps_per_epoch = optimizer_steps_per_epoch(len(train_ds), cfg, info.world_size)
     scheduler = build_scheduler(optimizer, cfg["warmup_epochs"] * steps_per_epoch, cfg["epochs"] * steps_per_epoch)
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
 
