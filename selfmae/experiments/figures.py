@@ -51,12 +51,13 @@ def segmentation_examples(cfg: Mapping, checkpoints: Mapping[str, str | Path], n
 
     Predictions are made as evaluation makes them: `selfmae.eval.sliding_window_predict` with the config's
     `sliding_window_settings` (data.roi_size, eval.sw_batch_size, eval.overlap), on the CPU."""
-    from selfmae.eval import sliding_window_predict
+    from selfmae.eval import postprocess, sliding_window_predict
 
     datasets = datasets or build_data(cfg, check=False)
     models = {name: load_trained(cfg, path) for name, path in checkpoints.items()}
     window = sliding_window_settings(cfg)
-    brats = dataset_spec(cfg["data"]).regions   # sigmoid region channels (TC/WT/ET), not class ids
+    kind = dataset_spec(cfg["data"]).segmentation_kind   # "regions": sigmoid TC/WT/ET channels, not class ids
+    brats = kind == "regions"
     _, indices = eval_classes(cfg["data"])
     cases = []
     for i in range(min(n_cases, len(datasets["val"]))):
@@ -65,9 +66,8 @@ def segmentation_examples(cfg: Mapping, checkpoints: Mapping[str, str | Path], n
         label = torch.as_tensor(item["label"])
         maps = {"ground truth": _label_map(label, brats, indices)}
         for name, model in models.items():
-            logits = sliding_window_predict(model, image, **window)[0]
-            maps[name] = _label_map(logits.sigmoid() > 0.5 if brats else logits.argmax(0, keepdim=True), brats,
-                                    indices)
+            binary = postprocess(sliding_window_predict(model, image, **window), kind)[0]   # as evaluation scores it
+            maps[name] = _label_map(binary if brats else binary.argmax(0, keepdim=True), brats, indices)
         z = int(np.argmax((maps["ground truth"] > 0).sum(axis=(0, 1))))
         case = {"image": np.rot90(image[0, 0, :, :, z].numpy()), "title": str(item.get("case_id", i))}
         case.update({k: np.rot90(v[:, :, z]) for k, v in maps.items()})
