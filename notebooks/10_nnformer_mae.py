@@ -90,21 +90,20 @@ table
 
 # %%
 full_run = ctx.config("finetune_nnformer_btcv")
-rows, by_fraction = [], {}
+rows, by_fraction, steps = [], {}, {}
 for fraction in label_fractions:
+    sweep_dir = study if fraction == 1.0 else study / f"labels{fraction:g}"
     if fraction == 1.0:
-        runs = last_epoch_scores(study, ["nnformer_scratch", "nnformer_mae"], seeds)
+        runs = last_epoch_scores(sweep_dir, ["nnformer_scratch", "nnformer_mae"], seeds)
     else:
         same_steps = label_fraction_overrides(full_run, fraction)
         runs = finetune_study("finetune_nnformer_btcv", profile, {"nnformer_scratch": {}, "nnformer_mae": mae},
-                              seeds, study / f"labels{fraction:g}",
-                              overrides=ctx.run_overrides("finetune_nnformer_btcv", same_steps))
+                              seeds, sweep_dir, overrides=ctx.run_overrides("finetune_nnformer_btcv", same_steps))
     by_fraction[fraction] = runs
+    steps[f"{100 * fraction:g} %"] = int(load_history(sweep_dir / "nnformer_mae" / f"seed{seeds[0]}")["step"].max())
     rows += [{"labelled cases (%)": 100 * fraction, "init": "MAE" if m.endswith("mae") else "scratch",
               "DSC (%)": 100 * s["dice"]} for m, summaries in runs.items() for s in summaries]
 fractions = pd.DataFrame(rows)
-steps = {f"{100 * f:g} %": int(load_history(study / ("" if f == 1.0 else f"labels{f:g}") / "nnformer_mae" / f"seed{seeds[0]}")
-                              ["step"].max()) for f in label_fractions}
 print("optimiser steps per run, by labelled fraction:", steps)
 fig = plot_metric_lines(fractions, x="labelled cases (%)", y="DSC (%)", hue="init",
                         xlabel="labelled training cases used (%)", ylabel="validation mean DSC (%)",

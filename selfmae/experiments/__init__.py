@@ -26,8 +26,8 @@ from selfmae.experiments.studies import (ablation_epochs, ablation_study, finetu
 __all__ = [
     "MEDMNIST3D_SAMPLE", "MEDMNIST_SAMPLE", "SYNTHETIC_ROOT", "ablation_epochs", "ablation_study", "build_data",
     "build_model_for", "default_run_dir", "eval_classes", "eval_split", "example_gallery", "finetune_many",
-    "finetune_study", "init_methods", "label_fraction_overrides", "label_subset", "last_epoch_scores", "load_history", "load_trained", "make_task",
-    "medmnist_labels", "medmnist_sample", "num_outputs", "reconstruction_examples", "require_nonempty",
+    "finetune_study", "init_methods", "label_fraction_overrides", "label_subset", "last_epoch_scores", "load_history",
+    "load_trained", "make_task", "medmnist_labels", "medmnist_sample", "num_outputs", "reconstruction_examples", "require_nonempty",
     "resolve_data_dir", "run_evaluate", "run_finetune", "run_pretrain", "run_training", "segmentation_examples",
     "sliding_window_settings", "stored_summary", "study_histories", "summary",
 ]

@@ -56,8 +56,8 @@ def segmentation_examples(cfg: Mapping, checkpoints: Mapping[str, str | Path], n
     datasets = datasets or build_data(cfg, check=False)
     models = {name: load_trained(cfg, path) for name, path in checkpoints.items()}
     window = sliding_window_settings(cfg)
-    kind = dataset_spec(cfg["data"]).segmentation_kind   # "regions": sigmoid TC/WT/ET channels, not class ids
-    brats = kind == "regions"
+    spec = dataset_spec(cfg["data"])
+    kind, brats = spec.segmentation_kind, spec.regions   # regions: sigmoid TC/WT/ET channels, not class ids
     _, indices = eval_classes(cfg["data"])
     cases = []
     for i in range(min(n_cases, len(datasets["val"]))):

@@ -15,7 +15,8 @@ from .settings import TRAIN_DEFAULTS, incompatible_keys, resolve_train_cfg
 from .tasks import ClassificationTask, MAETask, SegmentationTask, Task
 
 __all__ = [
-    "fit", "batches_per_epoch", "optimizer_steps_per_epoch", "RunResult", "Task", "MAETask", "ClassificationTask", "SegmentationTask",
+    "fit", "batches_per_epoch", "optimizer_steps_per_epoch", "RunResult", "Task", "MAETask", "ClassificationTask",
+    "SegmentationTask",
     "TRAIN_DEFAULTS", "resolve_train_cfg", "incompatible_keys",
     "build_optimizer", "build_scheduler", "simple_param_groups", "WarmupCosine",
     "load_checkpoint", "check_state_fits", "capture_rng", "restore_rng",

@@ -84,7 +84,7 @@ def batches_per_epoch(n_items: int, cfg: Mapping, world_size: int = 1) -> int:
 def optimizer_steps_per_epoch(n_items: int, cfg: Mapping, world_size: int = 1) -> int:
     """Optimiser steps per epoch (`batches_per_epoch` over train.accum_steps, rounded up); the lr schedule spans
     train.epochs times this, its warm-up train.warmup_epochs times this."""
-    return math.ceil(batches_per_epoch(n_items, cfg, world_size) / cfg.get("accum_steps", 1))
+    return math.ceil(batches_per_epoch(n_items, cfg, world_size) / cfg["accum_steps"])
 
 
 # ----------------------------------------------------------------------------------------------- validation
