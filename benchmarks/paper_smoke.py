@@ -5,7 +5,7 @@ input size (batch = train.batch_size x data.num_samples crops for 3D), and times
 under the config's precision. It writes benchmarks/results/paper_steps.json, which `make plan` reads to estimate
 GPU-hours, and prints a Markdown table (seconds per step, samples/s, peak memory).
 
-    python benchmarks/paper_smoke.py --device cuda            # on a GPU (the real numbers)
+    python benchmarks/paper_smoke.py --device cuda            # on a GPU (benchmarks/gpu_paper.py does more: graphs, MFU)
     python benchmarks/paper_smoke.py --device cpu --profile tiny --steps 3   # a CPU check of the script itself
 """
 from __future__ import annotations

@@ -238,7 +238,7 @@ def plan(profile: str, notebooks: list[Path]) -> str:
     steps = measured.get("steps", {})
     lines = [f"make reproduce PROFILE={profile}: {len(notebooks)} notebooks"]
     if gpu:
-        lines += [f"step times: {measured.get('device', 'not measured (run benchmarks/paper_smoke.py on a GPU)')}", ""]
+        lines += [f"step times: {measured.get('device', 'not measured (run benchmarks/gpu_paper.py on a GPU)')}", ""]
         lines.append(f"{'notebook':28s} {'experiment':26s} {'runs':>5s} {'iters/run':>10s} {'s/iter':>8s} "
                      f"{'GPU-h':>8s}")
     else:
@@ -248,6 +248,7 @@ def plan(profile: str, notebooks: list[Path]) -> str:
                   "measured time of each notebook.", ""]
         lines.append(f"{'notebook':28s} {'experiment':26s} {'runs':>5s} {'iters/run':>10s}")
     total, unmeasured = 0.0, []
+    graph_steps, graph_total = measured.get("steps_cuda_graph", {}), 0.0  # measured, not yet what the engine runs
     stems = {nb.stem[:2]: nb.stem for nb in notebooks}
     for prefix, experiment, runs in PLAN:
         if prefix not in stems:
@@ -267,6 +268,7 @@ def plan(profile: str, notebooks: list[Path]) -> str:
             if sec:
                 hours = runs * iters * sec / 3600
                 total += hours
+                graph_total += runs * iters * graph_steps.get(experiment, sec) / 3600
                 row += f" {sec:8.3f} {hours:8.1f}"
             else:
                 unmeasured.append(experiment)
@@ -278,7 +280,10 @@ def plan(profile: str, notebooks: list[Path]) -> str:
                      "far fewer CXR14 images)")
     if gpu:
         lines.append(f"total ≈ {total:.1f} GPU-hours (training only; evaluation and data caching add a little)")
+        if graph_steps:
+            lines.append(f"  the same steps as whole-step CUDA graphs (benchmarks/gpu_paper.py measured them; the engine "
+                         f"does not capture graphs yet): ≈ {graph_total:.1f} GPU-hours")
         if unmeasured:
             lines.append(f"left out of the total (n/a): {', '.join(dict.fromkeys(unmeasured))}, which have no "
-                         f"measured step time (benchmarks/paper_smoke.py does not time them)")
+                         f"measured step time (benchmarks/gpu_paper.py does not time them)")
     return "\n".join(lines)
