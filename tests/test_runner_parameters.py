@@ -4,6 +4,7 @@ TCP-encryption warning is not printed."""
 from __future__ import annotations
 
 import json
+import os
 import logging
 
 import pytest
@@ -97,3 +98,20 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, nb_dir, capsys):
     out = capsys.readouterr().out
     assert rc == 0 and "make reproduce PROFILE=tiny: 2 notebooks" in out and "no GPU-hour estimate" in out
     assert not (tmp_path / "runs").exists()
+
+
+def test_notebook_kernels_train_on_one_thread_unless_the_caller_chose(monkeypatch):
+    """The committed tiny outputs were trained at one intra-op thread; a kernel gets OMP_NUM_THREADS=1 unless the
+    caller set it (then the caller's value stays), and the environment is restored afterwards."""
+    from selfmae.runner import kernel_env_defaults
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("SELFMAE_PROGRESS", raising=False)
+    with kernel_env_defaults() as added:
+        assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["SELFMAE_PROGRESS"] == "0"
+        assert added == {"SELFMAE_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    assert "OMP_NUM_THREADS" not in os.environ and "SELFMAE_PROGRESS" not in os.environ
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    with kernel_env_defaults() as added:
+        assert os.environ["OMP_NUM_THREADS"] == "4" and "OMP_NUM_THREADS" not in added
+    assert os.environ["OMP_NUM_THREADS"] == "4"
