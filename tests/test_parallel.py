@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from selfmae.parallel import default_jobs, run_many
+from selfmae.parallel import default_jobs, run_many, threads_per_run
 
 CPU_CFG = {"train": {"device": "cpu", "precision": "fp32"}}
 
@@ -25,7 +25,7 @@ def test_runs_in_forked_workers_in_order_sharing_unpicklable_datasets(tmp_path):
     assert [r["out_dir"] for r in results] == [str(d) for _, d in runs]
     assert seen == [0, 1, 2, 3, 4]
     assert os.getpid() not in {r["pid"] for r in results}
-    assert {r["threads"] for r in results} == {max(1, (os.cpu_count() or 1) // 2)}
+    assert {r["threads"] for r in results} == {threads_per_run()}  # one, or $OMP_NUM_THREADS
 
 
 def test_one_job_runs_here_in_order(tmp_path):
@@ -51,3 +51,13 @@ def test_default_jobs(monkeypatch):
     monkeypatch.setenv("SELFMAE_JOBS", "two")
     with pytest.raises(ValueError, match="SELFMAE_JOBS='two'"):
         default_jobs(CPU_CFG, 4)
+
+
+def test_one_thread_per_run_unless_omp_num_threads_says_otherwise(monkeypatch):
+    """A run's numbers must not depend on the machine's core count: each run side by side gets one thread."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert threads_per_run() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert threads_per_run() == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "many")
+    assert threads_per_run() == 1
