@@ -127,7 +127,7 @@ class Step:
         return loss
 
     def count_flops(self) -> float:
-        """Model FLOPs of one step (forward + backward), counted on the eager model."""
+        """Model FLOPs of one step (forward + backward), counted on the eager model; per op in `.flop_counts`."""
         from torch.utils.flop_counter import FlopCounterMode
 
         self.opt.zero_grad(set_to_none=True)
@@ -136,6 +136,7 @@ class Step:
                 loss = self._loss(self.model)
             loss.backward()
         self.opt.zero_grad(set_to_none=True)
+        self.flop_counts = {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
         return float(counter.get_total_flops())
 
     def warm_up(self, steps: int = 3) -> None:

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
-from torch.utils.flop_counter import FlopCounterMode
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
@@ -47,24 +46,17 @@ def category(name: str) -> str:
     return next(c for c, pattern in CATEGORIES if re.search(pattern, low))
 
 
-def matmul_flops(step: Step) -> float:
-    """FLOPs of one step's matmuls and convolutions (attention excluded), from the flop counter."""
-    step.opt.zero_grad(set_to_none=True)
-    with FlopCounterMode(display=False) as counter:
-        with torch.autocast(step.device.type, dtype=step.dtype or torch.float32, enabled=step.dtype is not None):
-            loss = step._loss(step.model)
-        loss.backward()
-    step.opt.zero_grad(set_to_none=True)
-    counts = counter.get_flop_counts().get("Global", {})
-    name = lambda op: (str(op).split(".") + [""])[1]  # noqa: E731  (aten.mm / aten.mm.default -> mm)
-    return float(sum(v for op, v in counts.items() if name(op) in MATMUL_OPS))
+def matmul_flops(flop_counts: dict[str, int]) -> float:
+    """FLOPs of the matmuls and convolutions (attention excluded) among a step's per-op counts."""
+    name = lambda op: (op.split(".") + [""])[1]  # noqa: E731  (aten.mm / aten.mm.default -> mm)
+    return float(sum(n for op, n in flop_counts.items() if name(op) in MATMUL_OPS))
 
 
 def profile_step(experiment: str, profile_name: str, variant: str, device: torch.device, steps: int) -> dict:
     cfg = load_config(experiment, profile_name)
     step = Step(cfg, variant, device)
     total = step.count_flops()
-    mm = matmul_flops(step)
+    mm = matmul_flops(step.flop_counts)
     step.warm_up()
     cuda = device.type == "cuda"
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
