@@ -23,6 +23,7 @@ def test_seeded_draws_are_equal_and_seed_recorded():
 def test_run_metadata_fields():
     meta = run_metadata()
     assert {"commit", "date", "hardware", "packages"} <= set(meta)
+    assert meta["torch_threads"] == torch.get_num_threads()  # numbers depend on it (CPU reductions)
 
 
 def test_commit_is_dirty_for_code_changes_not_for_rewritten_outputs(tmp_path, monkeypatch):
