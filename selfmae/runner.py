@@ -20,8 +20,8 @@ import math
 import os
 import sys
 import time
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Mapping
 
 from selfmae.io import atomic_write_text
@@ -137,8 +137,8 @@ def execute_notebook(source: Path, output: Path, parameters: Mapping[str, object
 # - SELFMAE_PROGRESS=0: training progress bars would flood the executed notebooks.
 # - OMP_NUM_THREADS=1: one intra-op thread per training. CPU reductions split differently with the thread count, so
 #   the same seed gives other numbers at 2 threads than at 1 (the tiny BraTS MAE: validation loss 0.519 at 2 threads
-#   against 0.547 at 1, each reproduced to the last digit). The committed tiny outputs were trained at 1 thread;
-#   runs side by side (selfmae.parallel) still fill the cores, one thread each.
+#   against 0.547 at 1, each reproduced to the last digit). One thread everywhere keeps a run's numbers independent
+#   of the machine's core count; runs side by side (selfmae.parallel) still fill the cores, one thread each.
 KERNEL_ENV_DEFAULTS = {"SELFMAE_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
 
 
