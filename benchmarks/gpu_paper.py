@@ -107,7 +107,8 @@ class Step:
         self.opt = build_optimizer(self.model, cfg["train"])
         x, y = batch_for(cfg, device)
         if batch_scale > 1:
-            x, y = x.repeat(batch_scale, *[1] * (x.ndim - 1)), None if y is None else y.repeat(batch_scale, *[1] * (y.ndim - 1))
+            tile = lambda t: None if t is None else t.repeat(batch_scale, *[1] * (t.ndim - 1))  # noqa: E731
+            x, y = tile(x), tile(y)
         self.x, self.y, self.batch = x, y, int(x.shape[0])
         self.dtype = None if monai else choose_precision(cfg["train"]["precision"], device, self.model).dtype
         fwd = torch.compile(self.model) if "compile" in variant else self.model
@@ -206,7 +207,8 @@ def measure(experiment: str, profile: str, variant: str, device: torch.device, b
     setup_s = time.perf_counter() - t0
     times = time_steps(step, blocks, per_block)
     sec = statistics.median(times)
-    row = {"experiment": experiment, "variant": variant, "batch": step.batch, "input": list(step.x.shape[1:]),
+    row = {"experiment": experiment, "variant": variant, "batch_scale": batch_scale, "batch": step.batch,
+           "input": list(step.x.shape[1:]),
            "precision": "bf16" if step.dtype == torch.bfloat16 else ("tf32" if variant == "monai-tf32" else "fp32"),
            "params_M": round(sum(p.numel() for p in step.model.parameters()) / 1e6, 2),
            "s_per_step": sec, "block_s_per_step": times, "samples_per_s": step.batch / sec,
@@ -214,9 +216,6 @@ def measure(experiment: str, profile: str, variant: str, device: torch.device, b
            "peak_mem_GiB": (torch.cuda.max_memory_allocated() - base) / 2**30 if cuda else None,
            "loss_after_warmup": first, "loss_last": float(step.loss.detach()),
            "finite": bool(math.isfinite(float(step.loss.detach())))}
-    step.graph = step.fwd = step.model = step.opt = None  # the graph's private memory pool goes with the graph
-    del step
-    gc.collect()
     return row
 
 
@@ -299,7 +298,8 @@ def main(argv: list[str] | None = None) -> dict:
         except Exception as exc:  # record and go on: one failing variant must not hide the others
             rows.append({"experiment": experiment, "variant": variant, "batch_scale": scale,
                          "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]})
-        gc.collect()  # a failed row's traceback holds its tensors until collected
+        gc.collect()  # Step's loss lambdas make it a reference cycle (and a failed row's traceback holds tensors):
+        # collect it now, so its CUDA graph's private memory pool is freed before the next row
         if cuda:
             torch.cuda.synchronize()
             torch.cuda.empty_cache()
@@ -312,24 +312,15 @@ def main(argv: list[str] | None = None) -> dict:
     report["markdown"] = markdown(rows, peaks["bf16"] if cuda else max(peaks.values()), sheet)
     atomic_write_text(args.out, json.dumps(report, indent=1))
     if cuda and args.profile == "paper":  # what the engine runs (eager) -> make plan's GPU-hours
-        eager = [r for r in rows if r.get("variant") == "eager" and "error" not in r and r["batch"] == batch_of(r)]
+        at_paper_batch = [r for r in rows if "error" not in r and r["batch_scale"] == 1]
+        eager = [r for r in at_paper_batch if r["variant"] == "eager"]
         steps = {r["experiment"]: round(r["s_per_step"], 4) for r in eager}
-        graph = {r["experiment"]: round(r["s_per_step"], 4) for r in rows
-                 if r.get("variant") == "graph" and "error" not in r and r["batch"] == batch_of(r)}
+        graph = {r["experiment"]: round(r["s_per_step"], 4) for r in at_paper_batch if r["variant"] == "graph"}
         atomic_write_text(args.out.parent / "paper_steps.json", json.dumps(
             {"device": hardware_summary(), "profile": "paper", "source": "benchmarks/gpu_paper.py (eager rows)",
              "meta": report["meta"], "steps": steps, "steps_cuda_graph": graph, "rows": eager}, indent=2))
     print(f"\n{report['markdown']}\n\nwrote {args.out} in {report['elapsed_s']} s")
     return report
-
-
-def batch_for_experiment(experiment: str, profile: str) -> int:
-    cfg = load_config(experiment, profile)
-    return cfg["train"]["batch_size"] * (cfg["data"].get("num_samples", 1) if cfg["data"]["spatial_dims"] == 3 else 1)
-
-
-def batch_of(row: dict) -> int:
-    return batch_for_experiment(row["experiment"], "paper")
 
 
 if __name__ == "__main__":

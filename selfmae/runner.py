@@ -135,10 +135,8 @@ def execute_notebook(source: Path, output: Path, parameters: Mapping[str, object
 
 # What the notebook kernels get unless the caller's environment says otherwise:
 # - SELFMAE_PROGRESS=0: training progress bars would flood the executed notebooks.
-# - OMP_NUM_THREADS=1: one intra-op thread per training. CPU reductions split differently with the thread count, so
-#   the same seed gives other numbers at 2 threads than at 1 (the tiny BraTS MAE: validation loss 0.519 at 2 threads
-#   against 0.547 at 1, each reproduced to the last digit). One thread everywhere keeps a run's numbers independent
-#   of the machine's core count; runs side by side (selfmae.parallel) still fill the cores, one thread each.
+# - OMP_NUM_THREADS=1: one intra-op thread per training, as runs side by side get (`selfmae.parallel.threads_per_run`
+#   says why: a run's numbers depend on its thread count, and must not on the machine's core count).
 KERNEL_ENV_DEFAULTS = {"SELFMAE_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
 
 
