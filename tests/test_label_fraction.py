@@ -19,9 +19,9 @@ def test_every_fraction_trains_the_full_runs_steps(fraction):
     cfg = load_config("finetune_nnformer_btcv", "tiny")
     full = _steps(cfg, {"data.label_fraction": 1.0, "train.epochs": cfg["train"]["epochs"]})
     overrides = label_fraction_overrides(cfg, fraction)
-    assert _steps(cfg, overrides) == full == 1080     # 18 cases at batch 2 for 120 epochs
+    assert _steps(cfg, overrides) == full == 2160     # 18 cases at batch 2 for 240 epochs
     assert overrides["train.val_every"] == overrides["train.epochs"]
-    # the rule it replaced, epochs x 1 / fraction, gave 1,200 / 960 / 1,200 steps at 10 / 25 / 50 %
+    # the rule it replaced, epochs x 1 / fraction, gives 2,400 / 1,920 / 2,400 steps at 10 / 25 / 50 %
     naive = {"data.label_fraction": fraction, "train.epochs": round(cfg["train"]["epochs"] / fraction)}
     assert _steps(cfg, naive) != full
 

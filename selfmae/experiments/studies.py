@@ -63,9 +63,9 @@ def label_fraction_overrides(cfg: Mapping, fraction: float) -> dict[str, Any]:
 
     An epoch over a subset of n cases is ceil(n / batch) steps (`selfmae.train.optimizer_steps_per_epoch`; the
     subset is `label_subset`'s, at least one case), so its epochs are the full run's steps over that, rounded to
-    whole epochs: e.g. BTCV tiny, 18 cases at batch 2 for 120 epochs = 1,080 steps -> 50 % (9 cases, 5 steps per
-    epoch) 216 epochs, 25 % (4 cases) 540, 10 % (2 cases) 1,080 — 1,080 steps each. (Multiplying the epochs by
-    1 / fraction instead gives 1,200 / 960 / 1,200 steps.) Validation runs once, at the end. Reads only the split
+    whole epochs: e.g. BTCV tiny, 18 cases at batch 2 for 240 epochs = 2,160 steps -> 50 % (9 cases, 5 steps per
+    epoch) 432 epochs, 25 % (4 cases) 1,080, 10 % (2 cases) 2,160 — 2,160 steps each. (Multiplying the epochs by
+    1 / fraction instead gives 2,400 / 1,920 / 2,400 steps.) Validation runs once, at the end. Reads only the split
     lists (no images); ValueError for a fraction outside (0, 1] or an empty training split.
     """
     from selfmae.train import optimizer_steps_per_epoch
