@@ -36,6 +36,7 @@ class Row:
     reference: str = ""
     reference_value: float = float("nan")
     n: int = 0
+    ran: bool = True        # False: the notebook that makes this experiment has not run (never counts as met)
 
 
 def _mean(summaries: Sequence[Mapping[str, Any]], key: str) -> float:
@@ -129,12 +130,18 @@ def nnformer_rows(runs: Mapping[str, Sequence[Mapping]], by_fraction: Mapping[fl
     return rows
 
 
+def not_run_row(experiment: str) -> Row:
+    """The one row of an experiment whose notebook has not run: no value, never met, printed as NOT RUN."""
+    return Row(experiment, "–", "(its notebook has not run)", float("nan"), "–", False, n=0, ran=False)
+
+
 def table(rows: Sequence[Row]) -> pd.DataFrame:
-    """The learning-check table: one row per experiment and metric, `met` printed as yes / MISSED."""
+    """The learning-check table: one row per experiment and metric, `met` printed as yes / MISSED / NOT RUN."""
     df = pd.DataFrame([r.__dict__ for r in rows])
     if df.empty:
         return df
-    df["met"] = df["met"].map({True: "yes", False: "MISSED"})
+    df["met"] = [("yes" if met else "MISSED") if ran else "NOT RUN" for met, ran in zip(df["met"], df["ran"])]
+    df = df.drop(columns="ran")
     for col in ("value", "reference_value"):
         df[col] = df[col].map(lambda v: "–" if not np.isfinite(v) else f"{v:.3f}")
     return df.rename(columns={"reference_value": "reference value", "what": "run"})
@@ -151,16 +158,22 @@ MAE_RUNS = ("pretrain_cxr14", "pretrain_btcv", "pretrain_brats", "pretrain_nnfor
 def collect_rows(load: Callable[[str], Mapping | None], organs: Sequence[str]) -> list[Row]:
     """Every learning-check row from the results the notebooks saved. `load(name)` returns the results saved
     under `name` (`NotebookContext.load_results`) or None when that notebook has not run; missing results are
-    reported on stdout and give no rows. `organs`: the BTCV organs scored (Table 1's 8)."""
+    reported on stdout and give one `not_run_row` each, so a table never looks complete when it is not. `organs`: the
+    BTCV organs scored (Table 1's 8)."""
     from selfmae.data.registry import dataset_spec
+
+    rows: list[Row] = []
 
     def results(name: str) -> Mapping | None:
         found = load(name)
         if found is None:
             print(f"{name}: no results (its notebook has not run in this profile)")
+            rows.append(not_run_row(name))
         return found
 
-    rows = [mae_row(name, r["val_loss"], r["flat_guess"]) for name in MAE_RUNS if (r := results(name))]
+    for name in MAE_RUNS:
+        if r := results(name):
+            rows.append(mae_row(name, r["val_loss"], r["flat_guess"]))
     if r := results("table2_cxr14"):
         rows += classification_rows("table2_cxr14", r["runs"], r.get("reference"))
     if r := results("table1_btcv"):
