@@ -1,4 +1,4 @@
-"""The learning check never looks complete when a notebook has not run, and reads a met floor as met."""
+"""The learning check never looks complete when a notebook has not run; a floor missed reads MISSED, not NOT RUN."""
 from __future__ import annotations
 
 from selfmae import learning_check as lc
