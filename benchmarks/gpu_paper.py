@@ -107,8 +107,7 @@ class Step:
         self.opt = build_optimizer(self.model, cfg["train"])
         x, y = batch_for(cfg, device)
         if batch_scale > 1:
-            tile = lambda t: None if t is None else t.repeat(batch_scale, *[1] * (t.ndim - 1))  # noqa: E731
-            x, y = tile(x), tile(y)
+            x, y = (None if t is None else t.repeat(batch_scale, *[1] * (t.ndim - 1)) for t in (x, y))
         self.x, self.y, self.batch = x, y, int(x.shape[0])
         self.dtype = None if monai else choose_precision(cfg["train"]["precision"], device, self.model).dtype
         fwd = torch.compile(self.model) if "compile" in variant else self.model

@@ -59,7 +59,8 @@ ctx.save_table(check, "learning_check", f"Learning check ({profile}): every expe
 missed = lc.missed(rows)
 print(f"{len(rows) - len(missed)} of {len(rows)} floors met")
 for row in missed:
-    print(f"MISSED: {row.experiment} / {row.what}: {row.metric} = {row.value:.3f}, floor {row.floor}" if row.ran
-          else f"NOT RUN: {row.experiment} (run its notebook; until then its floors count as not met)")
+    detail = (f"{row.what}: {row.metric} = {row.value:.3f}, floor {row.floor}" if row.ran
+              else "run its notebook; until then its floors count as not met")
+    print(f"{row.status}: {row.experiment} / {detail}")
 pd.set_option("display.max_colwidth", 80)
 check

@@ -38,6 +38,11 @@ class Row:
     n: int = 0
     ran: bool = True        # False: the notebook that makes this experiment has not run (never counts as met)
 
+    @property
+    def status(self) -> str:
+        """How the table prints this row's outcome: yes / MISSED / NOT RUN."""
+        return ("yes" if self.met else "MISSED") if self.ran else "NOT RUN"
+
 
 def _mean(summaries: Sequence[Mapping[str, Any]], key: str) -> float:
     """Mean of `key` over seeds; NaN (never met) when a seed lacks it or holds NaN."""
@@ -140,7 +145,7 @@ def table(rows: Sequence[Row]) -> pd.DataFrame:
     df = pd.DataFrame([r.__dict__ for r in rows])
     if df.empty:
         return df
-    df["met"] = [("yes" if met else "MISSED") if ran else "NOT RUN" for met, ran in zip(df["met"], df["ran"])]
+    df["met"] = [r.status for r in rows]
     df = df.drop(columns="ran")
     for col in ("value", "reference_value"):
         df[col] = df[col].map(lambda v: "–" if not np.isfinite(v) else f"{v:.3f}")
