@@ -316,3 +316,48 @@ def test_bf16_training_curve_follows_fp32():
     assert sum(fp32[-5:]) < 0.8 * sum(fp32[:5]) and sum(bf16[-5:]) < 0.8 * sum(bf16[:5])
     assert max(abs(a - b) for a, b in zip(fp32, bf16)) < 0.1 * max(fp32)
     assert math.isfinite(sum(bf16))
+
+
+# --------------------------------------------------------------------------------------------- attention kernel
+def test_attention_is_pytorchs_fused_kernel_in_fp32_and_two_matmuls_for_cpu_bf16():
+    """fp32 (every earlier result) goes through F.scaled_dot_product_attention unchanged, bit for bit; bf16 on a CPU
+    takes the matmul form (faster there, issue #15), which agrees with the fp32 kernel to bf16 rounding."""
+    import torch.nn.functional as F
+
+    from selfmae.models.attention import attention, uses_fused_kernel
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 10, 8) for _ in range(3))
+    bias = torch.randn(3, 10, 10)
+    for mask in (None, bias):
+        assert uses_fused_kernel(q)
+        assert torch.equal(attention(q, k, v, mask), F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+        low = [t.bfloat16() for t in (q, k, v)]
+        assert not uses_fused_kernel(low[0])
+        out = attention(*low, None if mask is None else mask.bfloat16())
+        ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        assert out.dtype == torch.bfloat16 and out.shape == ref.shape
+        assert (out.float() - ref).abs().max() < 0.05, (out.float() - ref).abs().max()
+    # the gradient flows through the matmul form too
+    low = [t.bfloat16().requires_grad_() for t in (q, k, v)]
+    attention(*low).float().sum().backward()
+    assert all(t.grad is not None and torch.isfinite(t.grad.float()).all() for t in low)
+
+
+def test_a_vit_under_cpu_bf16_autocast_runs_the_matmul_attention_and_stays_close_to_fp32(monkeypatch):
+    from selfmae.models import attention as attention_mod
+
+    torch.manual_seed(0)
+    model = ViT(2, 1, 16, 4, embed_dim=32, depth=2, num_heads=4)
+    x = torch.randn(2, 1, 16, 16)
+    ref = model(x)
+    fused = attention_mod.F.scaled_dot_product_attention
+    calls = []
+    monkeypatch.setattr(attention_mod.F, "scaled_dot_product_attention",
+                        lambda *a, **k: calls.append(a[0].dtype) or fused(*a, **k))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    assert calls == []                      # two blocks, no fused call under bf16
+    assert (out.float() - ref).abs().max() < 0.1
+    model(x)
+    assert calls == [torch.float32] * 2     # and fp32 calls it once per block

@@ -114,6 +114,32 @@ def test_a_resumed_run_records_each_segments_precision(monkeypatch, tmp_path):
     assert finished_run_precision_diff(tmp_path, "bf16", "cpu") is None
 
 
+def test_bf16_segments_use_the_fused_adamw_and_fp32_segments_foreach(monkeypatch, tmp_path):
+    """The AdamW implementation follows the precision a segment trains in, also when it resumes another's state
+    (load_state_dict would otherwise bring back the stored run's flags)."""
+    from selfmae.train import engine as engine_mod
+
+    native(monkeypatch, True)
+    built = []
+    real = engine_mod.build_optimizer
+    monkeypatch.setattr(engine_mod, "build_optimizer", lambda *a, **k: built.append(real(*a, **k)) or built[-1])
+
+    def kill(step):
+        if step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(make_mae(), MAETask(), mae_data(16, 0), None, base_cfg(epochs=2, precision="fp32", ckpt_every_steps=1),
+            tmp_path, on_step=kill)
+    fit(make_mae(), MAETask(), mae_data(16, 0), None, base_cfg(epochs=2, precision="bf16", ckpt_every_steps=1),
+        tmp_path)
+    fp32_opt, bf16_opt = built
+    assert all(g["foreach"] and not g["fused"] for g in fp32_opt.param_groups)
+    assert all(g["fused"] and not g["foreach"] for g in bf16_opt.param_groups)   # after loading foreach state
+    assert bf16_opt.state   # and it did step, from the resumed state
+    assert not build_optimizer(make_mae(), base_cfg()).defaults["fused"]
+
+
 # --------------------------------------------------------------------------------------------- nothing changes
 def test_fp32_and_auto_train_the_same_numbers_on_this_cpu(tmp_path):
     """auto on any CPU trains a tiny model in fp32 (no autocast at all): the very same numbers as fp32."""

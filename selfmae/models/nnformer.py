@@ -9,8 +9,9 @@ decoder, keys and values from the encoder feature of the same resolution, and - 
 is also added to the decoder's residual stream (without that sum the tiny model could not overfit one volume).
 A final LayerNorm and transposed convolution expand tokens to voxels.
 
-One attention module serves every block (local, shifted, skip): `torch.nn.functional.scaled_dot_product_attention`
-on windows, with the relative position bias and the shifted-window mask passed together as the additive mask.
+One attention module serves every block (local, shifted, skip): `selfmae.models.attention.attention` (PyTorch's
+fused SDPA, or two matmuls for bf16 on a CPU) on windows, with the relative position bias and the shifted-window
+mask passed together as the additive mask.
 
 `NnFormerEncoder` is also what `nnformer_mae.NnFormerMAE` pre-trains (same class, same parameter names). Sizes live
 in the configs (finetune/pretrain_nnformer_btcv.yaml; `selfmae.models.nnformer_size` reads them), the builder from
@@ -30,6 +31,7 @@ from monai.networks.layers import DropPath
 from monai.networks.nets.swin_unetr import compute_mask, window_partition, window_reverse
 from torch import nn
 
+from .attention import attention
 from .nnformer_geometry import StageGeometry, Triple, stage_geometry, triple
 
 def _channels_last(x: torch.Tensor) -> torch.Tensor:
@@ -73,12 +75,12 @@ class WindowAttention(nn.Module):
         k, v = self.kv(xkv).view(bw, n, 2, h, c // h).permute(2, 0, 3, 1, 4)
         bias = self.bias_table[self.bias_index].permute(2, 0, 1)  # (h, N, N)
         if mask is None:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+            out = attention(q, k, v, bias.to(q.dtype))
         else:
             nw = mask.shape[0]
             q, k, v = (t.reshape(bw // nw, nw * h, n, c // h) for t in (q, k, v))
             attn_mask = (bias.unsqueeze(0) + mask.unsqueeze(1)).reshape(nw * h, n, n)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask.to(q.dtype)).reshape(bw, h, n, c // h)
+            out = attention(q, k, v, attn_mask.to(q.dtype)).reshape(bw, h, n, c // h)
         return self.proj(out.transpose(1, 2).reshape(bw, n, c))
 
 

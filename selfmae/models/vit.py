@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import attention
 from .pos_embed import sincos_pos_embed
 
 __all__ = [
@@ -114,7 +115,7 @@ class PatchEmbed(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with one fused qkv projection and PyTorch's fused SDPA kernel."""
+    """Multi-head self-attention with one fused qkv projection; the kernel is `attention.attention`'s choice."""
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
         super().__init__()
@@ -127,7 +128,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
-        x = F.scaled_dot_product_attention(q, k, v)  # (B, H, N, d/H)
+        x = attention(q, k, v)  # (B, H, N, d/H)
         return self.proj(x.transpose(1, 2).reshape(b, n, d))
 
 

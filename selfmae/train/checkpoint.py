@@ -150,8 +150,12 @@ def resume_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                                f"{', '.join(diffs)} (use another out_dir, or force=True to archive it)")
     check_state_fits(model, ck["model"], path)
     model.load_state_dict(ck["model"])
+    # the AdamW implementation is this run's choice (fused for bf16, foreach for fp32), not the stored run's
+    implementation = [{k: g.get(k) for k in ("fused", "foreach")} for g in optimizer.param_groups]
     try:
         optimizer.load_state_dict(ck["optimizer"])
+        for group, chosen in zip(optimizer.param_groups, implementation):
+            group.update(chosen)
         scheduler.load_state_dict(ck["scheduler"])
     except (ValueError, KeyError) as err:
         raise CheckpointError(f"{path}: optimizer/scheduler state does not fit this model's parameter "

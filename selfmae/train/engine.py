@@ -179,7 +179,7 @@ def _train(model: nn.Module, task: Task, train_ds: Dataset, val_ds: Dataset | No
     if info.is_main:
         announce(precision)
     model.to(device)
-    optimizer = build_optimizer(model, cfg)
+    optimizer = build_optimizer(model, cfg, fused=precision.dtype is not None)   # fused AdamW for bf16 runs
     n_batches = batches_per_epoch(len(train_ds), cfg, info.world_size)
     if n_batches == 0:
         raise ValueError("the training dataset is empty")

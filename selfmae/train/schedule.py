@@ -48,9 +48,16 @@ def simple_param_groups(model: nn.Module, weight_decay: float) -> list[dict[str,
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def build_optimizer(model: nn.Module, train_cfg: Mapping[str, Any]) -> torch.optim.AdamW:
-    """AdamW (foreach) over `selfmae.models.layer_decay.param_groups` with `train.layer_decay`, else
-    `simple_param_groups`; a group's lr is lr x its `lr_scale` (layer decay) unless it sets `lr` itself."""
+def build_optimizer(model: nn.Module, train_cfg: Mapping[str, Any], fused: bool = False) -> torch.optim.AdamW:
+    """AdamW over `selfmae.models.layer_decay.param_groups` with `train.layer_decay`, else `simple_param_groups`;
+    a group's lr is lr x its `lr_scale` (layer decay) unless it sets `lr` itself.
+
+    `fused=False` (fp32 runs): the foreach implementation, one multi-tensor op per update term instead of a loop over
+    parameters, with the same bits as that loop (tests/test_precision.py). `fused=True` (the engine's choice for bf16
+    runs, whose numbers are not bit-comparable anyway): PyTorch's fused kernel, one pass over each parameter's
+    state, 3.4x faster than foreach for ViT-B on a 2-core CPU (0.073 s against 0.246 s per step, issue #15); it
+    rounds differently from foreach (differences near 1e-8 after a few steps), which is why fp32 keeps foreach.
+    """
     lr, weight_decay = float(train_cfg["lr"]), float(train_cfg["weight_decay"])
     layer_decay = train_cfg.get("layer_decay")
     if layer_decay is None:
@@ -63,9 +70,9 @@ def build_optimizer(model: nn.Module, train_cfg: Mapping[str, Any]) -> torch.opt
     groups = [g for g in groups if g["params"]]
     for g in groups:
         g.setdefault("lr", lr * float(g.get("lr_scale", 1.0)))
-    # foreach: one multi-tensor op per update term instead of a loop over parameters (the default on CPU), the
-    # same bits (tests/test_precision.py); `fused` would be faster still but rounds differently
-    return torch.optim.AdamW(groups, lr=lr, betas=tuple(train_cfg["betas"]), weight_decay=weight_decay, foreach=True)
+    implementation = {"fused": True} if fused else {"foreach": True}
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(train_cfg["betas"]), weight_decay=weight_decay,
+                             **implementation)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int
