@@ -7,13 +7,14 @@
   (a 1024^2 bf16 matmul runs at 1.0 GFLOP/s against 183 fp32 on the AVX2 machine), so it falls back to fp32 and
   warns once per process.
 * `auto`: bf16 where it was measured to be faster, fp32 elsewhere: on CUDA always; on a CPU with native bf16 only
-  for models of at least `AUTO_CPU_BF16_MIN_PARAMS` parameters. Measured on a 2-core AVX512-BF16 CPU
-  (benchmarks/mae_throughput.py, issue #15): ours under bf16 ran 1.74x (ViT-B/16 2D, 92 M parameters) and 1.54x
-  (ViT-B/16 3D, 105 M) MONAI's fp32 step against 1.11x / 0.87x for ours in fp32, i.e. bf16 gains 1.5-1.8x at
-  ViT-B size; at the tiny sizes of the default run (0.2-0.6 M parameters) it lost 1.3-2.6x (tiny 2D 0.39x against
-  1.04x, tiny 3D 0.76x against 1.09x). The rule is by parameter count because it applies to every model the
-  engine trains (ViT, UNETR, nnFormer, SwinUNETR); the tiny profile's models hold 0.2-4.1 M, the paper's 38-119 M,
-  and nothing between was measured: 20 M sits in that gap.
+  for models of at least `AUTO_CPU_BF16_MIN_PARAMS` (5 M) parameters. Measured on a 2-core Xeon with AMX
+  (benchmarks/precision_cpu.py, fp32 against bf16 for the engine's step, issue #15): our MAE from 6.3 M parameters
+  up trained 1.57-2.22x faster under bf16 (6.3, 24.8, 44.4 and 92 M); below that the gain was small and not ordered
+  by size: the tiny profile's MAEs (0.23-0.27 M) 0.90-1.09x, its classifiers, UNETRs and nnFormers (0.2-0.6 M)
+  1.13-1.37x, a 1.3 M MAE 1.24x, the tiny SwinUNETR (4.1 M, convolution-bound at 64^3) 1.10x. Below 5 M `auto`
+  keeps fp32, so the default run (`make reproduce`, every model under 5 M) trains the same fp32 arithmetic on every
+  CPU kind; `bf16` forces bf16 there. The rule is by parameter count because it applies to every model the engine
+  trains (ViT, UNETR, nnFormer, SwinUNETR); the paper profile's models hold 38-119 M.
 
 The choice and why are logged once per run and written to the run's record (`done.json`, checkpoints) as
 `PrecisionChoice.record()`. fp16 (GradScaler) is not offered, so checkpoints hold no scaler state.
@@ -67,7 +68,7 @@ def cpu_has_native_bf16() -> bool:
 
 
 PRECISIONS = ("auto", "bf16", "fp32")
-AUTO_CPU_BF16_MIN_PARAMS = 20_000_000   # `auto` on a native-bf16 CPU: bf16 from this many parameters on (see above)
+AUTO_CPU_BF16_MIN_PARAMS = 5_000_000   # `auto` on a native-bf16 CPU: bf16 from this many parameters on (see above)
 
 _fallback_told = False  # the fp32 fallback is said once per process (and forked workers inherit that it was)
 
@@ -132,9 +133,9 @@ def choose_precision(setting: str, device: torch.device | str, model: nn.Module 
     size = "unknown size" if params is None else f"{params / 1e6:.2f} M parameters"
     if params is not None and params >= AUTO_CPU_BF16_MIN_PARAMS:
         return choice("bf16", f"CPU with native bf16 and a model of {size} (>= "
-                              f"{AUTO_CPU_BF16_MIN_PARAMS / 1e6:.0f} M: bf16 measured 1.5-1.8x faster at ViT-B size)")
+                              f"{AUTO_CPU_BF16_MIN_PARAMS / 1e6:.0f} M: bf16 measured 1.6-2.2x faster from 6 M parameters up)")
     return choice("fp32", f"CPU with native bf16 but a model of {size} (< {AUTO_CPU_BF16_MIN_PARAMS / 1e6:.0f} M: "
-                          "bf16 measured 1.3-2.6x slower at the tiny sizes)")
+                          "bf16 gained 0.9-1.4x there, and fp32 keeps the default run's arithmetic on every CPU)")
 
 
 _announced: set[tuple[str, str, str]] = set()
