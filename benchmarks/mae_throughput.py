@@ -1,6 +1,7 @@
 """MAE pre-training throughput: selfmae's MAE against MONAI's MaskedAutoEncoderViT, same process, same sizes.
 
-One training step = forward + MSE loss on the hidden patches (norm_pix targets for both) + backward + AdamW step.
+One training step = forward + MSE loss on the hidden patches (norm_pix targets for both) + backward + AdamW step
+(foreach, as the engine trains fp32; ours under bf16 uses the fused AdamW, as the engine trains bf16).
 For each configuration it times MONAI in fp32, ours in fp32 and ours under bf16 autocast (MONAI under bf16 is
 tried too and its failure, if any, recorded), and reports images/s, the ratio to MONAI fp32, model GFLOP/s
 (torch.utils.flop_counter on one step, each model's own count: MONAI embeds and encodes nothing less than ours
@@ -11,6 +12,9 @@ The JSON records the machine (`machine`): CPU model, torch's CPU capability, whe
 natively (selfmae.train.device.cpu_has_native_bf16), the x86 flags that decide it, threads, and the measured
 1024^2 matmul peaks in fp32 and bf16. One file per machine kind: mae_throughput_cpu_<kind>.json with kind
 `avx512bf16` (native bf16), `avx512` or `avx2` (bf16 emulated), mae_throughput_cuda.json on a GPU.
+
+Ratios to MONAI fp32: `ratio_vs_monai` (ratio of the median step times) and `ratio_vs_monai_paired` (median of
+the per-round ratios, steadier where the host's speed drifts; see `paired_ratio`).
 
 On a CPU shared with other work, `--threads 1 --clock cpu` times each step by the CPU time of the timing thread
 (time.thread_time) instead of the wall clock: other processes then slow neither model down, and the wall times are
@@ -262,17 +266,25 @@ def run_config(name: str, variants: list[tuple], device: str, warmup: int, iters
     return [{"config": name, **r} for r in results]
 
 
+def paired_ratio(reference: list[float], times: list[float]) -> float:
+    """Median over rounds of reference step time / this step time. The variants run round-robin, so each round's
+    two steps met the same machine state; on a shared host whose speed drifts by 10-20 % from round to round this
+    pairing is steadier than the ratio of the two medians (`ratio_vs_monai`), which is reported beside it."""
+    return statistics.median(a / b for a, b in zip(reference, times))
+
+
 def markdown(results: list[dict], peaks: dict) -> str:
-    rows = ["| config | model | precision | images/s | × MONAI fp32 | GFLOP/step | GFLOP/s | % of matmul peak | peak mem (MiB) |",
-            "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    rows = ["| config | model | precision | images/s | × MONAI fp32 | paired | GFLOP/step | GFLOP/s | % of matmul peak | "
+            "peak mem (MiB) |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         if "error" in r:
             what = r["error"] if r["error"].startswith("skipped") else f"failed: {r['error']}"
-            rows.append(f"| {r['config']} | {r['impl']} | {r['precision']} | {what[:90]} | | | | | |")
+            rows.append(f"| {r['config']} | {r['impl']} | {r['precision']} | {what[:90]} | | | | | | |")
             continue
         peak = max(peaks.values()) if r["precision"] == "bf16" else peaks["fp32"]  # CPUs may emulate bf16
         ratio = f"{r['ratio_vs_monai']:.2f}" if r.get("ratio_vs_monai") else "—"
-        rows.append(f"| {r['config']} | {r['impl']} | {r['precision']} | {r['images_per_s']:.2f} | {ratio} | "
+        paired = f"{r['ratio_vs_monai_paired']:.2f}" if r.get("ratio_vs_monai_paired") else "—"
+        rows.append(f"| {r['config']} | {r['impl']} | {r['precision']} | {r['images_per_s']:.2f} | {ratio} | {paired} | "
                     f"{r['gflop_per_step']:.1f} | {r['gflops']:.1f} | {100 * r['gflops'] / peak:.1f} | {r['peak_mem_mb']:.0f} |")
     return "\n".join(rows)
 
@@ -283,7 +295,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     ap.add_argument("--iters", type=int, default=None, help="timed steps (default 10 on CUDA, 5 on CPU; 3 with --quick)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps, >= 2 (default 5 on CUDA, 2 on CPU)")
-    ap.add_argument("--compile", action="store_true", help="also time ours under torch.compile (CUDA)")
+    ap.add_argument("--compile", action="store_true", help="also time ours under torch.compile (inductor)")
     ap.add_argument("--quick", action="store_true", help="3 timed iterations")
     ap.add_argument("--force-bf16", action="store_true", help="run ViT-B under bf16 even where bf16 matmuls are slow")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
@@ -311,20 +323,22 @@ def main(argv: list[str] | None = None) -> dict:
     results = []
     for name in args.configs:
         variants = [("monai", "fp32", False), ("ours", "fp32", False), ("ours", "bf16", False), ("monai", "bf16", False)]
-        if args.compile and cuda:
+        if args.compile:
             variants += [("ours", "fp32", True), ("ours", "bf16", True)]
         if slow_bf16 and name.startswith("vitb") and not args.force_bf16:
             variants = [v for v in variants if v[1] != "bf16"]
             results.append({"config": name, "impl": "ours", "precision": "bf16",
                             "error": f"skipped: bf16 matmul here runs at {peaks['bf16']:.1f} GFLOP/s (--force-bf16)"})
         rows = run_config(name, variants, dev, warmup, iters, args.clock)
-        base = next((r["images_per_s"] for r in rows if r["impl"] == "monai" and r["precision"] == "fp32" and "error" not in r), None)
+        monai = next((r for r in rows if r["impl"] == "monai" and r["precision"] == "fp32" and "error" not in r), None)
         for r in rows:
             if "error" not in r:
-                r["ratio_vs_monai"] = r["images_per_s"] / base if base else None
+                r["ratio_vs_monai"] = r["images_per_s"] / monai["images_per_s"] if monai else None
+                r["ratio_vs_monai_paired"] = paired_ratio(monai["step_times"], r["step_times"]) if monai else None
                 r["fraction_of_peak"] = r["gflops"] / (max(peaks.values()) if r["precision"] == "bf16" else peaks["fp32"])
             print(f"{name:8s} {r['impl']:14s} {r['precision']}: " + (r.get("error") or
-                  f"{r['images_per_s']:.2f} img/s, {r['gflops']:.1f} GFLOP/s, x{r['ratio_vs_monai'] or 0:.2f}"), flush=True)
+                  f"{r['images_per_s']:.2f} img/s, {r['gflops']:.1f} GFLOP/s, x{r['ratio_vs_monai'] or 0:.2f} "
+                  f"(paired x{r['ratio_vs_monai_paired'] or 0:.2f})"), flush=True)
         results += rows
     import monai
 
