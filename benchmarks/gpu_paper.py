@@ -3,8 +3,8 @@ graph and under torch.compile, with model FLOPs and MFU; MONAI's MaskedAutoEncod
 
 One prepared script for a short GPU lease (issue #15). For each `paper` experiment config it builds the model,
 feeds a synthetic batch of the paper's size (train.batch_size x data.num_samples crops for 3D), and times
-forward + loss + backward + AdamW exactly as the engine does (`selfmae.train.schedule.build_optimizer`, bf16
-autocast on CUDA as `train.precision: auto` chooses), in these variants:
+forward + loss + backward + AdamW exactly as the engine does (`selfmae.train.schedule.build_optimizer`: fused for
+bf16 runs; bf16 autocast on CUDA as `train.precision: auto` chooses), in these variants:
 
 * `eager`      - what `selfmae train` runs today; its times go to results/paper_steps.json (read by `make plan`).
 * `graph`      - the same step captured once as one CUDA graph (forward, backward and a capturable AdamW) and
@@ -104,12 +104,14 @@ class Step:
         monai = variant.startswith("monai")
         self.model = (monai_for(cfg) if monai else build_model(dict(cfg["model"], pretrained=None), cfg["data"]))
         self.model = self.model.to(device)
-        self.opt = build_optimizer(self.model, cfg["train"])
+        self.dtype = None if monai else choose_precision(cfg["train"]["precision"], device, self.model).dtype
+        # the engine's AdamW: fused for bf16 runs, foreach for fp32; graph rows keep the capturable foreach AdamW
+        # they were first measured with
+        self.opt = build_optimizer(self.model, cfg["train"], fused=self.dtype is not None and "graph" not in variant)
         x, y = batch_for(cfg, device)
         if batch_scale > 1:
             x, y = (None if t is None else t.repeat(batch_scale, *[1] * (t.ndim - 1)) for t in (x, y))
         self.x, self.y, self.batch = x, y, int(x.shape[0])
-        self.dtype = None if monai else choose_precision(cfg["train"]["precision"], device, self.model).dtype
         fwd = torch.compile(self.model) if "compile" in variant else self.model
         patch = cfg["model"].get("patch_size", 16)
         self._loss = (lambda m: monai_loss(m, self.x, patch)) if monai else (lambda m: loss_of(cfg, m, self.x, self.y))
