@@ -59,9 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    box = mt.machine("cpu", {}, 0)
+    box = mt.cpu_machine(args.threads)
     dtypes = [torch.float32] + ([torch.bfloat16] if box["cpu_native_bf16"] else [])
     rows = []
     table = ["| attention | (B, H, N, d) | dtype | fused SDPA (ms) | matmul form (ms) | fused / matmul |",
@@ -74,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
             table.append(f"| {label} | {tuple(shape)} | {name} | {ms['fused']:.2f} | {ms['matmul']:.2f} | "
                          f"{ms['fused'] / ms['matmul']:.2f} |")
             print(table[-1], flush=True)
-    report = {"machine": {k: v for k, v in box.items() if k not in ("matmul_peak_gflops", "matmul_peak_size")},
+    report = {"machine": box,
               "torch": torch.__version__, "iters": args.iters,
               "note": "median wall ms of forward + backward; bf16 only where the CPU computes it natively",
               "results": rows, "markdown": "\n".join(table)}

@@ -92,9 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    box = mt.machine("cpu", {}, 0)
+    box = mt.cpu_machine(args.threads)
     rows, table = [], ["| config | model | " + " | ".join(CATEGORIES) + " | total (ms/step) |",
                        "|---|---|" + "---:|" * (len(CATEGORIES) + 1)]
     for name in args.configs:
@@ -104,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
             table.append(f"| {name} | {impl} | " + " | ".join(f"{ms[c]:.1f} ({100 * ms[c] / total:.0f} %)"
                                                            for c in CATEGORIES) + f" | {total:.1f} |")
             print(table[-1], flush=True)
-    report = {"machine": {k: v for k, v in box.items() if k not in ("matmul_peak_gflops", "matmul_peak_size")},
+    report = {"machine": box,
               "torch": torch.__version__, "steps": args.steps, "loadavg": os.getloadavg(),
               "note": "profiler self time of every recorded op and autograd node (wall clock), ms per step", "results": rows,
               "markdown": "\n".join(table)}

@@ -162,6 +162,13 @@ def machine(device: str, peaks: dict, n: int) -> dict:
     }
 
 
+def cpu_machine(threads: int | None = None) -> dict:
+    """`machine` for the CPU benchmarks that measure no matmul peak, after setting torch's threads (when given)."""
+    if threads:
+        torch.set_num_threads(threads)
+    return {k: v for k, v in machine("cpu", {}, 0).items() if k not in ("matmul_peak_gflops", "matmul_peak_size")}
+
+
 def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()

@@ -113,9 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--force", action="store_true", help="run even where bf16 is emulated (slow, meaningless)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    box = mt.machine("cpu", {}, 0)
+    box = mt.cpu_machine(args.threads)
     if not box["cpu_native_bf16"] and not args.force:
         ap.error("this CPU has no native bf16: `auto` trains in fp32 here whatever the size (--force to time it)")
     rows = []
@@ -136,7 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
             table.append(f"| {name} | {r['params'] / 1e6:.2f} | {'x'.join(map(str, r['batch']))} | {r['fp32_ms']:.1f} | "
                          f"{r['bf16_ms']:.1f} | {r['bf16_speedup']:.2f}x |")
             print(table[-1], flush=True)
-    report = {"machine": {k: v for k, v in box.items() if k not in ("matmul_peak_gflops", "matmul_peak_size")},
+    report = {"machine": box,
               "torch": torch.__version__, "profile": args.profile, "warmup": args.warmup, "iters": args.iters,
               "note": "median wall ms of one training step (forward, loss, backward, AdamW), fp32 and bf16 alternating",
               "results": rows, "markdown": "\n".join(table)}

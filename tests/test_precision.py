@@ -94,18 +94,22 @@ def test_the_choice_is_recorded_and_printed_once(monkeypatch, tmp_path, capsys):
     assert ck["precision"]["used"] == "fp32"
 
 
-def test_a_resumed_run_records_each_segments_precision(monkeypatch, tmp_path):
-    native(monkeypatch, True)   # so that a forced bf16 really runs under bf16 autocast here
-
+def train_fp32_then_bf16(out_dir) -> None:
+    """One run in `out_dir`: two steps in fp32, stopped, then resumed to the end under a forced bf16."""
     def kill(step):
         if step == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         fit(make_mae(), MAETask(), mae_data(16, 0), None, base_cfg(epochs=2, precision="fp32", ckpt_every_steps=1),
-            tmp_path, on_step=kill)
+            out_dir, on_step=kill)
     fit(make_mae(), MAETask(), mae_data(16, 0), None, base_cfg(epochs=2, precision="bf16", ckpt_every_steps=1),
-        tmp_path)
+        out_dir)
+
+
+def test_a_resumed_run_records_each_segments_precision(monkeypatch, tmp_path):
+    native(monkeypatch, True)   # so that a forced bf16 really runs under bf16 autocast here
+    train_fp32_then_bf16(tmp_path)
     record = json.loads((tmp_path / "done.json").read_text())
     assert record["precision"]["segments"] == ["fp32", "bf16"]
     # a mixed run answers neither a changed setting ...
@@ -123,16 +127,7 @@ def test_bf16_segments_use_the_fused_adamw_and_fp32_segments_foreach(monkeypatch
     built = []
     real = engine_mod.build_optimizer
     monkeypatch.setattr(engine_mod, "build_optimizer", lambda *a, **k: built.append(real(*a, **k)) or built[-1])
-
-    def kill(step):
-        if step == 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        fit(make_mae(), MAETask(), mae_data(16, 0), None, base_cfg(epochs=2, precision="fp32", ckpt_every_steps=1),
-            tmp_path, on_step=kill)
-    fit(make_mae(), MAETask(), mae_data(16, 0), None, base_cfg(epochs=2, precision="bf16", ckpt_every_steps=1),
-        tmp_path)
+    train_fp32_then_bf16(tmp_path)
     fp32_opt, bf16_opt = built
     assert all(g["foreach"] and not g["fused"] for g in fp32_opt.param_groups)
     assert all(g["fused"] and not g["foreach"] for g in bf16_opt.param_groups)   # after loading foreach state
