@@ -4,7 +4,7 @@ PyTorch's fused `scaled_dot_product_attention` is used everywhere except for red
 CPU. There its flash kernel for CPU, at the MAE's attention shapes (17-217 tokens, head widths 8-64), ran forward +
 backward 2.5-7.5x slower than the same attention written as two matmuls around a softmax, which oneDNN runs on
 AMX / AVX512-BF16 (benchmarks/attention_cpu.py on a 2-core Xeon with AMX, issue #15: e.g. the ViT-B/16 2D encoder
-at batch 8, 10.3 ms against 2.4 ms). In fp32 the fused kernel was faster at every one of those shapes (1.1-2.6x),
+at batch 8, 10.3 ms against 2.4 ms). In fp32 the fused kernel was faster at every one of those shapes (1.1-2.5x),
 so it is kept, and fp32 results stay bit-identical to earlier runs.
 
 The matmul form is the textbook one (Vaswani et al. 2017): softmax(q k^T / sqrt(d) + mask) v. PyTorch's CPU

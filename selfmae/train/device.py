@@ -4,13 +4,13 @@
 
 * `fp32`: no autocast at all (the bitwise-determinism tests rely on it).
 * `bf16`: bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16 or AMX). Elsewhere CPU bf16 is emulated
-  (a 1024^2 bf16 matmul runs at 1.0 GFLOP/s against 183 fp32 on the AVX2 machine), so it falls back to fp32 and
+  (a 1024^2 bf16 matmul ran at 0.8 GFLOP/s against 55 in fp32 on one thread of the AVX2 machine), so it falls back to fp32 and
   warns once per process.
 * `auto`: bf16 where it was measured to be faster, fp32 elsewhere: on CUDA always; on a CPU with native bf16 only
   for models of at least `AUTO_CPU_BF16_MIN_PARAMS` (5 M) parameters. Measured on a 2-core Xeon with AMX
   (benchmarks/precision_cpu.py, fp32 against bf16 for the engine's step, issue #15): our MAE from 6.3 M parameters
   up trained 1.57-2.22x faster under bf16 (6.3, 24.8, 44.4 and 92 M); below that the gain was small and not ordered
-  by size: the tiny profile's MAEs (0.23-0.27 M) 0.90-1.09x, its classifiers, UNETRs and nnFormers (0.2-0.6 M)
+  by size: the tiny profile's MAEs (0.23-0.27 M) 0.94-1.09x, its classifiers, UNETRs and nnFormers (0.2-0.6 M)
   1.13-1.37x, a 1.3 M MAE 1.24x, the tiny SwinUNETR (4.1 M, convolution-bound at 64^3) 1.10x. Below 5 M `auto`
   keeps fp32, so the default run (`make reproduce`, every model under 5 M) trains the same fp32 arithmetic on every
   CPU kind; `bf16` forces bf16 there. The rule is by parameter count because it applies to every model the engine
@@ -135,7 +135,7 @@ def choose_precision(setting: str, device: torch.device | str, model: nn.Module 
         return choice("bf16", f"CPU with native bf16 and a model of {size} (>= "
                               f"{AUTO_CPU_BF16_MIN_PARAMS / 1e6:.0f} M: bf16 measured 1.6-2.2x faster from 6 M parameters up)")
     return choice("fp32", f"CPU with native bf16 but a model of {size} (< {AUTO_CPU_BF16_MIN_PARAMS / 1e6:.0f} M: "
-                          "bf16 gained 0.9-1.4x there, and fp32 keeps the default run's arithmetic on every CPU)")
+                          "bf16 gained 0.94-1.37x there, and fp32 keeps the default run's arithmetic on every CPU)")
 
 
 _announced: set[tuple[str, str, str]] = set()
