@@ -9,7 +9,6 @@ The measurement behind `selfmae.train.schedule.build_optimizer`'s choice of the 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -48,13 +47,9 @@ def main(argv: list[str] | None = None) -> dict:
     table = "\n".join(["| AdamW | ms per step | × foreach |", "|---|---:|---:|"] +
                       [f"| {name} | {v:.1f} | {ms['foreach'] / v:.2f} |" for name, v in ms.items()])
     print(f"{args.config}: {n / 1e6:.1f} M parameters\n{table}")
-    report = {"machine": box, "torch": torch.__version__, "config": args.config, "params": n, "iters": args.iters,
-              "note": "median wall ms of optimizer.step() alone, the implementations alternating", "ms": ms,
-              "markdown": table}
-    out = Path(args.out or Path(__file__).parent / "results" / f"adamw_cpu_{box['kind']}.json")
-    mt.atomic_write_text(out, json.dumps(report, indent=1))
-    print(f"\nwrote {out}")
-    return report
+    return mt.save_cpu_report("adamw_cpu", box, args.out, config=args.config, params=n, iters=args.iters,
+                              note="median wall ms of optimizer.step() alone, the implementations alternating",
+                              ms=ms, markdown=table)
 
 
 if __name__ == "__main__":

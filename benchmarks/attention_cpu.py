@@ -10,7 +10,6 @@ the measurement behind `selfmae.models.attention.attention`'s choice (fused kern
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -72,14 +71,9 @@ def main(argv: list[str] | None = None) -> dict:
             table.append(f"| {label} | {tuple(shape)} | {name} | {ms['fused']:.2f} | {ms['matmul']:.2f} | "
                          f"{ms['fused'] / ms['matmul']:.2f} |")
             print(table[-1], flush=True)
-    report = {"machine": box,
-              "torch": torch.__version__, "iters": args.iters,
-              "note": "median wall ms of forward + backward; bf16 only where the CPU computes it natively",
-              "results": rows, "markdown": "\n".join(table)}
-    out = Path(args.out or Path(__file__).parent / "results" / f"attention_cpu_{box['kind']}.json")
-    mt.atomic_write_text(out, json.dumps(report, indent=1))
-    print(f"\nwrote {out}")
-    return report
+    return mt.save_cpu_report("attention_cpu", box, args.out, iters=args.iters,
+                              note="median wall ms of forward + backward; bf16 only where the CPU computes it natively",
+                              results=rows, markdown="\n".join(table))
 
 
 if __name__ == "__main__":

@@ -169,6 +169,15 @@ def cpu_machine(threads: int | None = None) -> dict:
     return {k: v for k, v in machine("cpu", {}, 0).items() if k not in ("matmul_peak_gflops", "matmul_peak_size")}
 
 
+def save_cpu_report(stem: str, box: dict, out: str | None, **fields) -> dict:
+    """Write {machine, torch, **fields} as JSON to `out` or results/<stem>_<kind>.json, say where; returns it."""
+    report = {"machine": box, "torch": torch.__version__, **fields}
+    path = Path(out or Path(__file__).parent / "results" / f"{stem}_{box['kind']}.json")
+    atomic_write_text(path, json.dumps(report, indent=1))
+    print(f"\nwrote {path}")
+    return report
+
+
 def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
