@@ -19,7 +19,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mae_throughput as mt  # noqa: E402
 
-IMPLEMENTATIONS = {"foreach": {"foreach": True}, "loop": {"foreach": False}, "fused": {"fused": True}}
+from selfmae.train.schedule import adamw_implementation  # noqa: E402
+
+IMPLEMENTATIONS = {"foreach": adamw_implementation(False), "loop": {"foreach": False},
+                   "fused": adamw_implementation(True)}
 
 
 def main(argv: list[str] | None = None) -> dict:

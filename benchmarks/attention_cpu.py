@@ -18,8 +18,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 import mae_throughput as mt  # noqa: E402
+
+from selfmae.models.attention import matmul_attention  # noqa: E402
 
 
 def shapes() -> list[tuple[str, tuple[int, int, int, int]]]:
@@ -33,15 +35,11 @@ def shapes() -> list[tuple[str, tuple[int, int, int, int]]]:
     return out
 
 
-def matmul_form(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    return torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-2, -1)).softmax(-1) @ v
-
-
 def time_kernels(shape: tuple[int, ...], dtype: torch.dtype, iters: int) -> dict[str, float]:
     """Median ms of forward + backward for each kernel, the two timed alternately."""
     torch.manual_seed(0)
     q, k, v = (torch.randn(shape, dtype=dtype, requires_grad=True) for _ in range(3))
-    kernels = {"fused": F.scaled_dot_product_attention, "matmul": matmul_form}
+    kernels = {"fused": F.scaled_dot_product_attention, "matmul": matmul_attention}
     times: dict[str, list[float]] = {name: [] for name in kernels}
     for i in range(iters + 3):
         for name, fn in kernels.items():

@@ -48,6 +48,7 @@ from selfmae.models import MAE  # noqa: E402
 from selfmae.models.vit import to_patches  # noqa: E402
 from selfmae.repro import hardware_summary  # noqa: E402
 from selfmae.train.device import cpu_has_native_bf16  # noqa: E402
+from selfmae.train.schedule import adamw_implementation  # noqa: E402
 
 CONFIGS = {  # name: (spatial_dims, img, patch, (width, depth, heads), (dec width, depth, heads), batch)
     "vitb_2d": (2, 224, 16, (768, 12, 12), (256, 8, 8), 8),
@@ -216,7 +217,7 @@ class Variant:
         fused = impl == "ours" and precision == "bf16"
         self.info["adamw"] = "fused" if fused else "foreach"
         self.opt = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=1e-4,
-                                     **({"fused": True} if fused else {"foreach": True}))
+                                     **adamw_implementation(fused))
         self.x = torch.randn(batch, 1, *(img,) * dims, device=device)
         fwd = torch.compile(self.model) if compile_ else self.model
         loss = (lambda m: monai_loss(m, self.x, patch)) if impl == "monai" else (lambda m: m(self.x)[0])

@@ -61,6 +61,14 @@ class Step:
         self.times.append(time.perf_counter() - t)
 
 
+def row(name: str, model_name: str, timed: dict) -> dict:
+    """One result row from the fp32 and bf16 runs in `timed` (each with `.model`, `.x` and step `.times` in s)."""
+    ms = {p: 1e3 * statistics.median(t.times) for p, t in timed.items()}
+    return {"experiment": name, "model": model_name, "params": count_params(timed["fp32"].model),
+            "batch": list(timed["fp32"].x.shape), "fp32_ms": ms["fp32"], "bf16_ms": ms["bf16"],
+            "bf16_speedup": ms["fp32"] / ms["bf16"]}
+
+
 def measure(experiment: str, profile: str, warmup: int, iters: int) -> dict:
     cfg = load_config(experiment, profile)
     if cfg["model"].get("num_classes", 0) is None:   # MedMNIST3D: from the file; AdrenalMNIST3D has one label
@@ -72,10 +80,7 @@ def measure(experiment: str, profile: str, warmup: int, iters: int) -> dict:
     for _ in range(iters):
         for s in steps.values():
             s.timed()
-    ms = {k: 1e3 * statistics.median(s.times) for k, s in steps.items()}
-    return {"experiment": experiment, "model": cfg["model"]["name"], "params": count_params(steps["fp32"].model),
-            "batch": list(steps["fp32"].x.shape), "fp32_ms": ms["fp32"], "bf16_ms": ms["bf16"],
-            "bf16_speedup": ms["fp32"] / ms["bf16"]}
+    return row(experiment, cfg["model"]["name"], steps)
 
 
 SWEEP = {  # name: benchmarks/mae_throughput.py configuration (dims, img, patch, encoder, decoder, batch)
@@ -93,13 +98,11 @@ def sweep_row(name: str, cfg: tuple, warmup: int, iters: int) -> dict:
     variants = {p: mt.Variant("ours", p, cfg, "cpu", False) for p in ("fp32", "bf16")}
     for v in variants.values():
         v.prepare(warmup)
+    no_memory = mt.RssSampler(enabled=False)
     for _ in range(iters):
         for v in variants.values():
-            v.timed_step(mt.RssSampler(enabled=False))
-    ms = {p: 1e3 * statistics.median(v.times) for p, v in variants.items()}
-    return {"experiment": name, "model": "mae", "params": count_params(variants["fp32"].model),
-            "batch": list(variants["fp32"].x.shape), "fp32_ms": ms["fp32"], "bf16_ms": ms["bf16"],
-            "bf16_speedup": ms["fp32"] / ms["bf16"]}
+            v.timed_step(no_memory)
+    return row(name, "mae", variants)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -131,8 +134,8 @@ def main(argv: list[str] | None = None) -> dict:
         for name, cfg in SWEEP.items():
             r = sweep_row(name, cfg, args.warmup, args.iters)
             rows.append(r)
-            table.append(f"| {name} | {r['params'] / 1e6:.2f} | {'x'.join(map(str, r['batch']))} | {r['fp32_ms']:.1f} | "
-                         f"{r['bf16_ms']:.1f} | {r['bf16_speedup']:.2f}x |")
+            table.append(f"| {name} | {r['params'] / 1e6:.2f} | {'x'.join(map(str, r['batch']))} | "
+                         f"{r['fp32_ms']:.1f} | {r['bf16_ms']:.1f} | {r['bf16_speedup']:.2f}x |")
             print(table[-1], flush=True)
     report = {"machine": box,
               "torch": torch.__version__, "profile": args.profile, "warmup": args.warmup, "iters": args.iters,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["attention", "uses_fused_kernel"]
+__all__ = ["attention", "matmul_attention", "uses_fused_kernel"]
 
 
 def uses_fused_kernel(q: torch.Tensor) -> bool:
@@ -34,6 +34,13 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
     """
     if uses_fused_kernel(q):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    return matmul_attention(q, k, v, mask)
+
+
+def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
+                     ) -> torch.Tensor:
+    """The matmul form `attention` takes for bf16 on a CPU, in any dtype (benchmarks/attention_cpu.py times it
+    against the fused kernel). Shapes as `attention`."""
     scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-2, -1))
     if mask is not None:
         scores = scores + mask

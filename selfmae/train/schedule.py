@@ -70,9 +70,13 @@ def build_optimizer(model: nn.Module, train_cfg: Mapping[str, Any], fused: bool 
     groups = [g for g in groups if g["params"]]
     for g in groups:
         g.setdefault("lr", lr * float(g.get("lr_scale", 1.0)))
-    implementation = {"fused": True} if fused else {"foreach": True}
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(train_cfg["betas"]), weight_decay=weight_decay,
-                             **implementation)
+                             **adamw_implementation(fused))
+
+
+def adamw_implementation(fused: bool) -> dict[str, bool]:
+    """torch.optim.AdamW's keyword for the implementation `build_optimizer` uses: fused, else foreach."""
+    return {"fused": True} if fused else {"foreach": True}
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int
