@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 
-from selfmae.config import load_config
+from selfmae.config import config_hash, load_config
 from selfmae.experiments import build_data, run_finetune, run_pretrain
 
 pytestmark = pytest.mark.slow
@@ -58,3 +58,22 @@ def test_pretrain_finetune_evaluate(dataset, tmp_path):
     assert len(per_case) > 0
     # a second call returns the stored summary instead of training again
     assert run_finetune(ft_cfg, tmp_path / "ft", datasets=datasets) == written
+
+
+def test_forced_rerun_archives_the_old_run_with_its_own_record(tmp_path):
+    """`--force` moves the finished run, its config.yaml and run.json included, into previous-<timestamp>/ and the
+    new run writes its own record; a first run with force=True archives nothing."""
+    import yaml
+
+    first = load_config("pretrain_cxr14", "tiny", {"train.epochs": 1, "train.max_steps": 1, "train.device": "cpu"})
+    second = load_config("pretrain_cxr14", "tiny", {"train.epochs": 2, "train.max_steps": 1, "train.device": "cpu"})
+    out = tmp_path / "pre"
+    run_pretrain(first, out, force=True)
+    assert not [p for p in out.iterdir() if p.name.startswith("previous-")]
+    run_pretrain(second, out, force=True)
+    archived = [p for p in out.iterdir() if p.name.startswith("previous-")]
+    assert len(archived) == 1
+    for folder, cfg in ((archived[0], first), (out, second)):
+        assert yaml.safe_load((folder / "config.yaml").read_text())["train"]["epochs"] == cfg["train"]["epochs"]
+        assert json.loads((folder / "run.json").read_text())["config_hash"] == config_hash(cfg)
+        assert json.loads((folder / "done.json").read_text())["config"]["train"]["epochs"] == cfg["train"]["epochs"]

@@ -279,6 +279,37 @@ def test_finished_run_is_skipped_and_force_archives(tmp_path):
     assert len(archived) == 1 and (archived[0] / "done.json").exists() and (archived[0] / "last.pt").exists()
 
 
+def test_run_record_hook_runs_only_when_a_run_starts_from_its_first_step(tmp_path):
+    """on_new_run (where the stages write config.yaml + run.json) comes after the folder rules: never for a skipped
+    run, after force's archive (so the archived run keeps its own record), not for a resumed run, and not when a
+    resume is refused (the unfinished run's record stays as it was)."""
+    out, cfg = tmp_path / "run", base_cfg(epochs=1, ckpt_every_steps=1)
+
+    def record(tag: str):
+        def write(folder: Path) -> None:
+            assert not (folder / "done.json").exists() and not (folder / "last.pt").exists()
+            (folder / "record.txt").write_text(tag)
+        return write
+
+    fit(make_mae(), MAETask(), mae_data(8, 0), None, cfg, out, on_new_run=record("first"))
+    assert (out / "record.txt").read_text() == "first"
+    fit(make_mae(), MAETask(), mae_data(8, 0), None, cfg, out, on_new_run=record("skipped"))
+    assert (out / "record.txt").read_text() == "first"
+    fit(make_mae(), MAETask(), mae_data(8, 0), None, cfg, out, force=True, on_new_run=record("forced"))
+    archived = next(p for p in out.iterdir() if p.name.startswith("previous-"))
+    assert (archived / "record.txt").read_text() == "first" and (out / "record.txt").read_text() == "forced"
+
+    killed = tmp_path / "killed"
+    _killed_run(killed, make_mae(), cfg)
+    (killed / "record.txt").write_text("killed")
+    with pytest.raises(TrainConfigError):          # another batch size: the resume is refused
+        fit(make_mae(), MAETask(), mae_data(8, 0), None, {**cfg, "batch_size": 2}, killed,
+            on_new_run=record("refused"))
+    assert (killed / "record.txt").read_text() == "killed"
+    fit(make_mae(), MAETask(), mae_data(8, 0), None, cfg, killed, on_new_run=record("resumed"))
+    assert (killed / "record.txt").read_text() == "killed" and (killed / "done.json").exists()
+
+
 def test_a_finished_run_moved_to_another_folder_answers_with_its_own_files(tmp_path):
     """done.json records the folder it was written in; after the runs folder moves (another clone, a worktree),
     the skipped run must point at the checkpoints where they are now, not where they were."""

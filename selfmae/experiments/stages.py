@@ -36,7 +36,10 @@ def run_training(cfg: Mapping, out_dir: str | Path | None = None, force: bool = 
     """Train one config (pre-training or fine-tuning) into `out_dir`; returns the engine's RunResult.
 
     `datasets` lets a study reuse cached datasets across methods and seeds (built here when None). A finished
-    run folder is not trained again (the engine returns the stored result) unless `force`.
+    run folder is not trained again (the engine returns the stored result) unless `force`, which moves it into
+    `previous-<timestamp>/` with its own config.yaml and run.json. The run record (config.yaml: the resolved
+    config; run.json: config hash, commit, packages, hardware, seed) is written when training starts from its first
+    step; a resumed run keeps the record of its start.
     """
     from selfmae.train import fit
 
@@ -45,10 +48,11 @@ def run_training(cfg: Mapping, out_dir: str | Path | None = None, force: bool = 
     seed_record = seed_everything(cfg["train"]["seed"])
     datasets = datasets or build_data(cfg)
     model = build_model_for(cfg)
-    if not (out_dir / "done.json").exists() or force:
-        save_run_record(cfg, out_dir, extra=seed_record)
+    # config.yaml + run.json are written when training starts from its first step, after the engine's folder
+    # rules: never over a finished run's (force archives it first) nor over an unfinished one's
     return fit(model, make_task(cfg), datasets["train"], datasets["val"], cfg["train"], out_dir, force=force,
-               run_config={"data": cfg["data"], "model": cfg["model"]})
+               run_config={"data": cfg["data"], "model": cfg["model"]},
+               on_new_run=lambda folder: save_run_record(cfg, folder, extra=seed_record))
 
 
 

@@ -113,7 +113,8 @@ def _improved(value: float | None, best: float | None, higher: bool) -> bool:
 def fit(model: nn.Module, task: Task, train_ds: Dataset, val_ds: Dataset | None, train_cfg: Mapping[str, Any],
         out_dir: str | os.PathLike, *, force: bool = False, resume: bool = True,
         run_config: Mapping[str, Any] | None = None,
-        on_step: Callable[[int], None] | None = None) -> RunResult:
+        on_step: Callable[[int], None] | None = None,
+        on_new_run: Callable[[Path], None] | None = None) -> RunResult:
     """Train `model` on `train_ds` for `task`, validating on `val_ds`; see the module docstring for the folder.
 
     train_cfg: the `train` section (keys and defaults in settings.TRAIN_DEFAULTS; unknown keys are an error).
@@ -121,6 +122,9 @@ def fit(model: nn.Module, task: Task, train_ds: Dataset, val_ds: Dataset | None,
         model or data shape is refused with the differing keys listed.
     on_step: called with the global step after every optimiser step (and its checkpoint, if one is due);
         an exception raised there stops the run like a crash would (tests use it to simulate a kill).
+    on_new_run: called once, on rank 0, with `out_dir` when a run starts from its first step there, after the
+        folder rules: force=True has already archived the old contents (so a run record written here does not
+        overwrite the archived run's), and a resumed run (a last.pt there) keeps the record of its start.
     Under torchrun (WORLD_SIZE > 1) the model is wrapped in DDP; global batch = batch_size x world x accum_steps.
     """
     cfg = resolve_train_cfg(train_cfg)
@@ -135,6 +139,8 @@ def fit(model: nn.Module, task: Task, train_ds: Dataset, val_ds: Dataset | None,
         if info.is_main:
             try:
                 decision = ("ok", prepare_out_dir(out_dir, config, force=force, resume=resume, precision=precision))
+                if decision[1] is None and on_new_run is not None and not (out_dir / "last.pt").exists():
+                    on_new_run(out_dir)
             except Exception as err:  # every rank must raise, not wait for rank 0
                 decision = ("error", err)
         decision = D.broadcast_object(decision, info)
