@@ -2,8 +2,10 @@
 
 For each experiment config this builds the model of its `paper` profile, feeds synthetic batches of the paper's
 input size (batch = train.batch_size x data.num_samples crops for 3D), and times forward + backward + AdamW steps
-under the config's precision. It writes benchmarks/results/paper_steps.json, which `make plan` reads to estimate
-GPU-hours, and prints a Markdown table (seconds per step, samples/s, peak memory).
+under the config's precision. It writes benchmarks/results/steps_<profile>_<device>.json and prints a Markdown
+table (seconds per step, samples/s, peak memory). The step times `make plan` turns into GPU-hours
+(results/paper_steps.json) come from benchmarks/gpu_paper.py alone, and only from a paper-profile run on a GPU, so a
+CPU check of this script can never replace them.
 
     python benchmarks/paper_smoke.py --device cuda            # on a GPU (benchmarks/gpu_paper.py does more: graphs, MFU)
     python benchmarks/paper_smoke.py --device cpu --profile tiny --steps 3   # a CPU check of the script itself
@@ -96,9 +98,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--only", nargs="*", default=None)
-    ap.add_argument("--out", type=Path, default=None,
-                    help="default: results/paper_steps.json for the paper profile (read by `make plan`), "
-                         "results/steps_<profile>_<device>.json otherwise")
+    ap.add_argument("--out", type=Path, default=None, help="default: results/steps_<profile>_<device>.json")
     args = ap.parse_args()
     device = torch.device(args.device)
     rows = []
@@ -113,8 +113,7 @@ def main() -> None:
     result = {"device": hardware_summary(), "profile": args.profile, "compile": args.compile, "meta": run_metadata(),
               "steps": {r["experiment"]: r["s_per_step"] for r in rows if "s_per_step" in r}, "rows": rows}
     results = Path(__file__).parent / "results"
-    out = args.out or results / ("paper_steps.json" if args.profile == "paper" else
-                                 f"steps_{args.profile}_{device.type}.json")
+    out = args.out or results / f"steps_{args.profile}_{device.type}.json"
     atomic_write_text(out, json.dumps(result, indent=2))
     print(f"\n| experiment | batch × input | params (M) | s/step | samples/s | peak GiB |\n|---|---|---|---|---|---|")
     for r in rows:

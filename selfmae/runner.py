@@ -261,8 +261,8 @@ def plan(profile: str, notebooks: list[Path]) -> str:
     else:
         lines += ["no GPU-hour estimate for this profile: the measured step times are the paper profile's "
                   "(`--profile paper`).",
-                  "A tiny run takes about 2 hours on a 2-core CPU; README.md, section 'Two commands', lists the "
-                  "measured time of each notebook.", ""]
+                  "A tiny run took about 3.6 hours from empty runs/ and data/ on a 2-core CPU (AVX2); README.md, "
+                  "section 'Two commands', lists the measured time of each notebook.", ""]
         lines.append(f"{'notebook':28s} {'experiment':26s} {'runs':>5s} {'iters/run':>10s}")
     total, unmeasured = 0.0, []
     graph_steps, graph_total = measured.get("steps_cuda_graph", {}), 0.0  # measured, not yet what the engine runs
