@@ -244,11 +244,19 @@ def test_mae_checkpoint_transfers_every_encoder_key(tmp_path):
     assert not full.missing and not full.unexpected
 
 
-def test_shape_mismatch_names_the_key(tmp_path):
+def test_shape_mismatch_names_the_file_and_the_key(tmp_path):
+    from selfmae.models.transfer import PretrainedWeightsError
+
     torch.save(tiny_mae(2).state_dict(), tmp_path / "mae.pth")
     wider = ViTClassifier(2, 1, 64, 2, patch_size=8, embed_dim=64, depth=4, num_heads=4, mlp_ratio=2.0)
-    with pytest.raises(ValueError, match=r"encoder\.blocks\.0\.mlp\.fc1\.weight.*\(256, 64\).*\(128, 64\)"):
+    with pytest.raises(PretrainedWeightsError,
+                       match=r"mae\.pth: encoder\.blocks\.0\.mlp\.fc1\.weight.*\(256, 64\).*\(128, 64\)"):
         load_pretrained_encoder(wider, tmp_path / "mae.pth")
+    odd = tiny_mae(2).state_dict()   # a position embedding no resampling can fit (another width)
+    odd["encoder.pos_embed"] = torch.zeros(1, 65, 48)
+    torch.save(odd, tmp_path / "odd.pth")
+    with pytest.raises(PretrainedWeightsError, match=r"odd\.pth: encoder\.pos_embed: .*\(1, 65, 48\).*model.embed_dim"):
+        load_pretrained_encoder(tiny_mae(2), tmp_path / "odd.pth")
 
 
 @pytest.mark.parametrize("name", ["mae", "vit_classifier", "unetr"])
@@ -277,6 +285,11 @@ def test_build_model_reads_config_sections():
     assert seg(torch.randn(1, 4, 32, 32, 32)).shape == (1, 3, 32, 32, 32)
     with pytest.raises(ValueError, match="model.name"):
         build_model({"name": "resnet"}, data2)
+    from selfmae.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"model.name='unetr'.*skip_layers"):   # settings the model refuses
+        build_model({"name": "unetr", **TINY, **SECTION, "feature_size": 8, "skip_layers": [2, 4, 6]},
+                    {"spatial_dims": 3, "in_channels": 4, "roi_size": [32, 32, 32], "dataset": "brats"})
 
 
 @DIMS

@@ -186,3 +186,38 @@ def test_segmentation_figure_predicts_as_evaluation_does(tmp_path, monkeypatch):
     case = segmentation_examples(cfg, {"scratch": tmp_path / "best.pt"}, n_cases=1)[0]
     assert calls == [{"roi_size": cfg["data"]["roi_size"], "sw_batch_size": 3, "overlap": 0.25}]
     assert case["scratch"].shape == case["ground truth"].shape == case["image"].shape
+
+
+def test_a_fine_tuning_records_what_its_pretrained_file_gave(finished_pretraining, tmp_path):
+    """run.json's `pretrained_load` holds the load report (file, counts, unused keys), not only `init: mae`."""
+    import json
+
+    from torch.utils.data import Subset
+
+    from selfmae.config import load_config
+    from selfmae.experiments import build_data, run_training
+
+    _, pre = finished_pretraining
+    cfg = load_config("finetune_medmnist", "tiny", {"train.max_steps": 1, "train.epochs": 1, "train.device": "cpu",
+                                                     "train.batch_size": 8, "model.init": "mae",
+                                                     "model.pretrained": str(pre.last_ckpt)})
+    data = build_data(cfg, check=False)
+    run_training(cfg, tmp_path / "ft", datasets={"train": Subset(data["train"], range(8)),
+                                                 "val": Subset(data["val"], range(8))})
+    loaded = json.loads((tmp_path / "ft" / "run.json").read_text())["pretrained_load"]
+    assert loaded["source"] == f"{pre.last_ckpt} (mae)" and loaded["n_loaded"] > 0
+    assert any(k.startswith("decoder") for k in loaded["unexpected"])      # the MAE decoder is not used
+    assert loaded["n_missing"] == len(loaded["missing"]) and all(not k.startswith("encoder.blocks")
+                                                                   for k in loaded["missing"])
+
+
+def test_cli_says_in_one_line_that_weights_do_not_fit_the_model(finished_pretraining, tmp_path, capsys):
+    from selfmae.cli import main
+
+    cfg, pre = finished_pretraining
+    code = main(["finetune", "--config", "finetune_medmnist", "--out-dir", str(tmp_path / "ft"),
+                 "--set", "model.init=mae", "--set", f"model.pretrained={pre.last_ckpt}",
+                 "--set", f"model.embed_dim={2 * cfg['model']['embed_dim']}", "--set", "train.device=cpu"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith(f"error: {pre.last_ckpt}: ") and "model.embed_dim" in err
+    assert not (tmp_path / "ft" / "run.json").exists()

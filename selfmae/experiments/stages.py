@@ -39,7 +39,8 @@ def run_training(cfg: Mapping, out_dir: str | Path | None = None, force: bool = 
     run folder is not trained again (the engine returns the stored result) unless `force`, which moves it into
     `previous-<timestamp>/` with its own config.yaml and run.json. The run record (config.yaml: the resolved
     config; run.json: config hash, commit, packages, hardware, seed) is written when training starts from its first
-    step; a resumed run keeps the record of its start.
+    step; a resumed run keeps the record of its start. With model.init mae/imagenet, run.json's `pretrained_load`
+    says what the file gave (`LoadReport.record()`: counts, adapted names, missing and unused keys).
     """
     from selfmae.train import fit
 
@@ -48,11 +49,13 @@ def run_training(cfg: Mapping, out_dir: str | Path | None = None, force: bool = 
     seed_record = seed_everything(cfg["train"]["seed"])
     datasets = datasets or build_data(cfg)
     model = build_model_for(cfg)
+    loaded = getattr(model, "load_report", None)
+    record = {**seed_record, **({"pretrained_load": loaded.record()} if loaded is not None else {})}
     # config.yaml + run.json are written when training starts from its first step, after the engine's folder
     # rules: never over a finished run's (force archives it first) nor over an unfinished one's
     return fit(model, make_task(cfg), datasets["train"], datasets["val"], cfg["train"], out_dir, force=force,
                run_config={"data": cfg["data"], "model": cfg["model"]},
-               on_new_run=lambda folder: save_run_record(cfg, folder, extra=seed_record))
+               on_new_run=lambda folder: save_run_record(cfg, folder, extra=record))
 
 
 

@@ -50,11 +50,19 @@ def build_model(model_cfg: dict, data_cfg: dict) -> nn.Module:
     """Build the model named by `model_cfg["name"]` for the data described by `data_cfg`.
 
     ViT-based models: mae | vit_classifier | unetr; nnformer | nnformer_mae (`selfmae.models.nnformer`,
-    `nnformer_mae`); swin_unetr from MONAI. Raises KeyError for a key the model needs that the sections lack. If `model_cfg["pretrained"]` names a file,
-    it is loaded with `load_pretrained_encoder(source=model_cfg["init"])` and the report kept as `.load_report`.
+    `nnformer_mae`); swin_unetr from MONAI. Raises KeyError for a key the model needs that the sections lack, and
+    `selfmae.config.ConfigError` (naming model.name) for settings the model refuses (e.g. UNETR skip_layers beyond
+    model.depth). If `model_cfg["pretrained"]` names a file, it is loaded with
+    `load_pretrained_encoder(source=model_cfg["init"])` (`PretrainedWeightsError` where it does not fit) and the
+    report kept as `.load_report`.
     """
+    from selfmae.config import ConfigError
+
     name = model_cfg.get("name")
-    model = _build_other(name, model_cfg, data_cfg) if name in OTHER_MODELS else _build_vit(name, model_cfg, data_cfg)
+    try:
+        model = (_build_other if name in OTHER_MODELS else _build_vit)(name, model_cfg, data_cfg)
+    except ValueError as err:
+        raise ConfigError(f"model settings (model.name={name!r}) do not make a model for this data: {err}") from err
     if model_cfg.get("pretrained"):
         model.load_report = load_pretrained_encoder(model, model_cfg["pretrained"], source=model_cfg.get("init") or "mae")
     return model

@@ -61,7 +61,8 @@ NAMINGS = ("selfmae (encoder.patch_embed.proj.weight, encoder.blocks.N.attn.qkv.
 
 
 class PretrainedWeightsError(ValueError):
-    """A pre-trained file that does not provide the whole encoder (patch embedding and every block)."""
+    """A pre-trained file that does not fit the model: it lacks part of the encoder (patch embedding or a block), or
+    holds a tensor whose shape differs from the model's and cannot be adapted. The message names the file."""
 
 
 @dataclass
@@ -74,6 +75,12 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
     adapted: list[str] = field(default_factory=list)
     source: str = ""
+
+    def record(self) -> dict:
+        """For a run record (run.json `pretrained_load`): the file and init, counts, and every key list."""
+        return {"source": self.source, "n_loaded": len(self.loaded), "n_missing": len(self.missing),
+                "n_unexpected": len(self.unexpected), "adapted": list(self.adapted), "missing": list(self.missing),
+                "unexpected": list(self.unexpected)}
 
     def __str__(self) -> str:
         def short(keys: list[str]) -> str:
@@ -217,15 +224,20 @@ def load_pretrained_encoder(model: nn.Module, path: str | os.PathLike, source: s
         if name.endswith("patch_embed.proj.weight") and value.ndim == 2 and value.numel() == math.prod(want):
             value = _perceptron_to_conv(value, want)
             report.adapted.append(f"{name}: MONAI perceptron patch embedding as a convolution kernel")
-        if name.endswith("patch_embed.proj.weight") and value.shape != want:
-            value, note = adapt_patch_weight(value, want, origin[key])
-            report.adapted.append(f"{name}: {note}")
-        elif name.endswith("pos_embed") and value.shape != want:
-            value, note = _adapt_pos_embed(value, want, encoder, origin[key])
-            report.adapted.append(f"{name}: {note}")
-        if value.shape != want:
-            raise ValueError(f"{origin[key]}: shape {tuple(value.shape)} in the file does not match the model's "
-                             f"{tuple(want)} ({name}).")
+        try:
+            if name.endswith("patch_embed.proj.weight") and value.shape != want:
+                value, note = adapt_patch_weight(value, want, origin[key])
+                report.adapted.append(f"{name}: {note}")
+            elif name.endswith("pos_embed") and value.shape != want:
+                value, note = _adapt_pos_embed(value, want, encoder, origin[key])
+                report.adapted.append(f"{name}: {note}")
+            if value.shape != want:
+                raise ValueError(f"{origin[key]}: shape {tuple(value.shape)} in the file does not match the "
+                                 f"model's {tuple(want)} ({name}).")
+        except ValueError as err:
+            raise PretrainedWeightsError(f"{path}: {err} The model's size settings (model.embed_dim, patch_size, "
+                                         "depth, num_heads, data sizes) must be those the file was trained "
+                                         "with.") from None
         pick[name] = value
     _require_whole_encoder(target, pick, prefix, path, source, list(origin.values()))
     model.load_state_dict(pick, strict=False)
