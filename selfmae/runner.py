@@ -26,6 +26,7 @@ from typing import Mapping
 
 from selfmae.io import atomic_write_text
 from selfmae.repro import REPO_ROOT
+from selfmae.torchfile import describe_non_torch_file
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
@@ -94,7 +95,8 @@ class ParameterError(ValueError):
 def check_parameters(extra: Mapping[str, object], declared: Mapping[Path, set[str]],
                      every: Mapping[Path, set[str]] | None = None) -> None:
     """Raise ParameterError for each extra parameter no selected notebook declares (naming the closest declared
-    name, difflib) and for each `*_weights` parameter whose non-empty value is not an existing file.
+    name, difflib) and for each `*_weights` parameter whose non-empty value is not an existing file, or is a file
+    that is clearly not a PyTorch file (an HTML page, a git-LFS pointer, text: `torchfile.describe_non_torch_file`).
 
     declared: selected notebook -> its parameter names; every: all numbered notebooks (for the hint that a name
     belongs to a notebook not selected)."""
@@ -107,8 +109,11 @@ def check_parameters(extra: Mapping[str, object], declared: Mapping[Path, set[st
             problems.append(f"parameter {name!r} is declared by no selected notebook"
                             + (f" (only by {', '.join(elsewhere)})" if elsewhere else "")
                             + (f"; did you mean {close[0]!r}?" if close and close[0] != name else ""))
-        elif name.endswith("_weights") and value and not Path(str(value)).expanduser().is_file():
-            problems.append(f"parameter {name}={value!r}: no such file")
+        elif name.endswith("_weights") and value:
+            path = Path(str(value)).expanduser()
+            what = "no such file" if not path.is_file() else describe_non_torch_file(path)
+            if what:   # an HTML page or an LFS pointer fails here, not hours later when its notebook starts
+                problems.append(f"parameter {name}={value!r}: {what}")
     if problems:
         raise ParameterError("; ".join(problems))
 

@@ -66,6 +66,15 @@ def test_a_weights_file_that_does_not_exist_is_an_error(tmp_path, nb_dir, capsys
     assert rc == 2 and "missing.pth" in err and "no such file" in err
 
 
+def test_a_weights_file_that_is_a_web_page_is_an_error_before_any_notebook_runs(tmp_path, nb_dir, capsys):
+    page = tmp_path / "vit_b16.pth"
+    page.write_text("<!DOCTYPE html><html><head><title>Quota exceeded</title></head></html>")
+    rc = reproduce("tiny", params={"imagenet_weights": str(page)}, runs_dir=tmp_path / "runs",
+                   results_dir=tmp_path, notebook_dir=nb_dir, dry_run=True)
+    err = capsys.readouterr().err
+    assert rc == 2 and "vit_b16.pth" in err and "HTML page" in err
+
+
 def test_the_tcp_filter_drops_only_that_warning():
     keep = logging.LogRecord("IPKernelApp", logging.WARNING, "", 0, "something else", None, None)
     drop = logging.LogRecord("IPKernelApp", logging.WARNING, "", 0, TCP_WARNING + ". All communication ...", None, None)
