@@ -15,9 +15,13 @@ Every command calls the same functions the notebooks call (selfmae.data, selfmae
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
+import os
 import sys
 from pathlib import Path
+from typing import Iterator
 
 from selfmae.data.registry import DATASETS, PAPER_DATASETS
 
@@ -122,13 +126,48 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from selfmae.data import DataError
     from selfmae.models.transfer import PretrainedWeightsError
     from selfmae.torchfile import WeightsFileError
-    from selfmae.train import CheckpointError
+    from selfmae.train import CheckpointError, OutputDirError, TrainConfigError
 
-    return ConfigError, DataError, PretrainedWeightsError, WeightsFileError, CheckpointError, FileNotFoundError
+    return (ConfigError, DataError, PretrainedWeightsError, WeightsFileError, CheckpointError, TrainConfigError,
+            OutputDirError, FileNotFoundError)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a line is logged (as logging's own last-resort handler does)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _logs_shown() -> Iterator[None]:
+    """selfmae's log lines on stderr while a command runs: INFO (epochs, a reused finished run, what pre-trained
+    weights gave) on rank 0, warnings only on the other torchrun ranks; the logger is restored afterwards.
+    Notebooks keep their own logging: only the command line does this."""
+    logger = logging.getLogger("selfmae")
+    handler, level = _StderrHandler(), logger.level
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with _logs_shown():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "prepare-data":
         from selfmae.data import prepare_synthetic
 

@@ -1,15 +1,17 @@
-"""What data a run used, said the same way in run folders, stamps and captions.
+"""What data and files a run used, said the same way in run folders, stamps and captions.
 
 * `data_label(path)`: the data in a stamp: "synthetic", the package path of a sample shipped with selfmae
   (e.g. selfmae/data/samples/medmnist/pneumoniamnist_subset.npz, wherever it is installed), a path relative to the
   repository for other files in it, or the dataset's own folder or file name for data
   elsewhere ("ChestX-ray14"): never an absolute path of the machine that ran it.
+* `file_sha256(path)`: what a file holds, for run records (the pre-trained checkpoint a fine-tuning started from).
 * `data_tag(path)`: a short folder name for runs on data other than the default (synthetic phantoms, the
   shipped PneumoniaMNIST subset and AdrenalMNIST3D file): "<name>-<6 hex digits of the resolved path>", so runs
   on other data land in their own folders instead of colliding with finished runs on the default data.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -54,3 +56,21 @@ def data_tag(path: str | os.PathLike | None) -> str:
     resolved = _resolved(path)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", resolved.name)[:32] or "data"
     return f"{name}-{hashlib.sha1(str(resolved).encode()).hexdigest()[:6]}"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes (e.g. the checkpoint `model.pretrained` names), so a run records what it
+    started from, not only where it lay; cached per (resolved path, size, mtime) within a process.
+    Raises FileNotFoundError / OSError naming the file when it cannot be read."""
+    resolved = _resolved(path)
+    stat = resolved.stat()
+    return _sha256_of(str(resolved), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

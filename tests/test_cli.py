@@ -33,3 +33,30 @@ def test_unknown_config_key_from_cli_names_the_key(capsys):
     assert main(["pretrain", "--config", "pretrain_btcv", "--set", "train.epochz=3"]) == 1
     err = capsys.readouterr().err
     assert "unknown key 'train.epochz'" in err and "pretrain_btcv.yaml" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_cli_says_a_run_is_reused_and_refuses_other_settings_in_one_line(tmp_path, monkeypatch, capsys):
+    """A finished run asked again is reused and the command says so; asked with other settings, or into a folder
+    that cannot be made, the command prints one `error:` line (naming --force where that is the way out), exit 1."""
+    monkeypatch.setenv("SELFMAE_SYNTHETIC", str(tmp_path / "synthetic"))
+    monkeypatch.setenv("SELFMAE_PROGRESS", "0")
+    run = ["pretrain", "--config", "pretrain_cxr14", "--out-dir", str(tmp_path / "pre"), "--device", "cpu",
+           "--set", "train.epochs=1", "--set", "train.max_steps=1"]
+    assert main(run) == 0
+    first = capsys.readouterr()
+    assert "reused" not in first.err and "epoch 1:" in first.err   # the engine's epoch line is shown
+    done = (tmp_path / "pre" / "done.json").read_text()
+
+    assert main(run) == 0
+    assert "reused, not trained again" in capsys.readouterr().err
+    assert (tmp_path / "pre" / "done.json").read_text() == done
+
+    assert main([*run, "--set", "train.lr=0.5"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "train.lr" in err and "--force" in err and "Traceback" not in err
+
+    (tmp_path / "a-file").write_text("not a folder")
+    assert main([*run[:3], "--out-dir", str(tmp_path / "a-file" / "pre"), *run[5:]]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not writable" in err and "Traceback" not in err

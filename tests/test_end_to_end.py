@@ -77,3 +77,37 @@ def test_forced_rerun_archives_the_old_run_with_its_own_record(tmp_path):
         assert yaml.safe_load((folder / "config.yaml").read_text())["train"]["epochs"] == cfg["train"]["epochs"]
         assert json.loads((folder / "run.json").read_text())["config_hash"] == config_hash(cfg)
         assert json.loads((folder / "done.json").read_text())["config"]["train"]["epochs"] == cfg["train"]["epochs"]
+
+
+def test_finetune_is_reused_only_while_its_pretrained_checkpoint_holds_the_same_bytes(tmp_path):
+    """A finished fine-tuning records the SHA-256 of the checkpoint it started from: the same bytes at another path
+    are the same run (reused), a re-pre-trained last.pt at the same path is not (refused, naming it; force re-runs)."""
+    import shutil
+
+    from selfmae.provenance import file_sha256
+    from selfmae.train import TrainConfigError
+
+    steps = {"train.epochs": 1, "train.max_steps": 1, "train.device": "cpu"}
+    pre = run_pretrain(load_config("pretrain_cxr14", "tiny", steps), tmp_path / "pre")
+
+    def finetune(path, **kw):
+        cfg = load_config("finetune_cxr14", "tiny", {**steps, "model.init": "mae", "model.pretrained": str(path)})
+        return run_finetune(cfg, tmp_path / "ft", **kw)
+
+    finetune(pre.last_ckpt)
+    done = tmp_path / "ft" / "done.json"
+    record = done.read_text()
+    assert json.loads(record)["config"]["inputs"] == {"pretrained_sha256": file_sha256(pre.last_ckpt)}
+
+    copy = tmp_path / "elsewhere" / "mae.pt"
+    copy.parent.mkdir()
+    shutil.copy(pre.last_ckpt, copy)
+    finetune(copy)
+    assert done.read_text() == record                                  # same bytes: reused, not trained again
+
+    run_pretrain(load_config("pretrain_cxr14", "tiny", {**steps, "train.seed": 1}), tmp_path / "pre", force=True)
+    with pytest.raises(TrainConfigError, match="model.pretrained checkpoint's content"):
+        finetune(pre.last_ckpt)
+    assert done.read_text() == record                                  # nothing overwritten by the refusal
+    finetune(pre.last_ckpt, force=True)
+    assert json.loads(done.read_text())["config"]["inputs"]["pretrained_sha256"] == file_sha256(pre.last_ckpt)

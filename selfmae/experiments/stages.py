@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -16,6 +17,8 @@ from selfmae.experiments.build import (build_data, build_model_for, eval_classes
                                       sliding_window_settings)
 from selfmae.io import atomic_write_text
 from selfmae.repro import REPO_ROOT, seed_everything
+
+log = logging.getLogger("selfmae.experiments")
 
 
 def default_run_dir(cfg: Mapping) -> Path:
@@ -54,12 +57,25 @@ def run_training(cfg: Mapping, out_dir: str | Path | None = None, force: bool = 
     # config.yaml + run.json are written when training starts from its first step, after the engine's folder
     # rules: never over a finished run's (force archives it first) nor over an unfinished one's
     return fit(model, make_task(cfg), datasets["train"], datasets["val"], cfg["train"], out_dir, force=force,
-               run_config={"data": cfg["data"], "model": cfg["model"]},
+               run_config={"data": cfg["data"], "model": cfg["model"], "inputs": run_inputs(cfg)},
                on_new_run=lambda folder: save_run_record(cfg, folder, extra=record))
 
 
 
 run_pretrain = run_training
+
+
+def run_inputs(cfg: Mapping) -> dict:
+    """The files a run starts from, by content: {"pretrained_sha256": SHA-256 of `model.pretrained`, or None when
+    model.init is scratch}. Stored with the run (done.json, checkpoints) so that a finished fine-tuning is reused
+    only while the checkpoint it started from still holds the same bytes: a re-written pre-training `last.pt` at the
+    same path makes the engine refuse the stale run (force re-runs it). Runs recorded before this key existed
+    carry no `inputs` and are compared by path alone."""
+    from selfmae.provenance import file_sha256
+
+    path = cfg["model"].get("pretrained")
+    use = cfg["model"].get("init", "scratch") != "scratch" and path and Path(path).is_file()
+    return {"pretrained_sha256": file_sha256(path) if use else None}
 
 
 def run_finetune(cfg: Mapping, out_dir: str | Path | None = None, force: bool = False,
@@ -68,6 +84,8 @@ def run_finetune(cfg: Mapping, out_dir: str | Path | None = None, force: bool = 
     out_dir = Path(out_dir or default_run_dir(cfg))
     stored = None if force else stored_summary(cfg, out_dir)
     if stored is not None:
+        log.info("%s: a finished fine-tuning with these settings is there; its summary is reused (force re-runs)",
+                 out_dir)
         return stored
     # a changed config falls through: the engine refuses a finished run with other settings unless forced
     datasets = datasets or build_data(cfg)
@@ -76,7 +94,8 @@ def run_finetune(cfg: Mapping, out_dir: str | Path | None = None, force: bool = 
 
 
 def stored_summary(cfg: Mapping, out_dir: str | Path) -> dict | None:
-    """The summary.json of a finished fine-tuning of exactly this config in `out_dir`, else None.
+    """The summary.json of a finished fine-tuning of exactly this config in `out_dir`, else None (also when the
+    run recorded the pre-trained checkpoint's content and the file now holds other bytes: `run_inputs`).
 
     A summary written under another train.precision setting still answers when the finished training run trained in
     what this config's setting resolves to there (the engine's rule, `selfmae.train.finished_run_precision_diff`;
@@ -85,12 +104,15 @@ def stored_summary(cfg: Mapping, out_dir: str | Path) -> dict | None:
     if not path.exists():
         return None
     stored = json.loads(path.read_text())
+    done = Path(out_dir) / "done.json"
+    record = json.loads(done.read_text()) if done.exists() else {}
+    recorded_inputs = record.get("config", {}).get("inputs")
+    if recorded_inputs is not None and recorded_inputs != run_inputs(cfg):
+        return None   # e.g. model.pretrained re-written since: the engine refuses the stale run, naming why
     if stored.get("config_hash") == config_hash(cfg):
         return stored
     from selfmae.train import finished_run_precision_diff, resolve_device
 
-    done = Path(out_dir) / "done.json"
-    record = json.loads(done.read_text()) if done.exists() else {}
     was = record.get("config", {}).get("train", {}).get("precision", "bf16")
     same_but_precision = {**cfg, "train": {**cfg["train"], "precision": was}}
     if not record or stored.get("config_hash") != config_hash(same_but_precision):

@@ -88,8 +88,10 @@ class LoadReport:
 
         lines = [f"loaded {len(self.loaded)} tensors from {self.source}"]
         lines += [f"  adapted: {a}" for a in self.adapted]
-        lines += [f"  missing ({len(self.missing)}): {short(self.missing)}"] if self.missing else []
-        lines += [f"  unexpected ({len(self.unexpected)}): {short(self.unexpected)}"] if self.unexpected else []
+        lines += [f"  missing ({len(self.missing)}, keep their random init; expected for a new head or decoder): "
+                  f"{short(self.missing)}"] if self.missing else []
+        lines += [f"  unexpected ({len(self.unexpected)}, in the file but not used; expected for an MAE decoder "
+                  f"and mask token): {short(self.unexpected)}"] if self.unexpected else []
         return "\n".join(lines)
 
 

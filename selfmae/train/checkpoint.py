@@ -147,7 +147,7 @@ def resume_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
     diffs = incompatible_keys(ck["config"], config)
     if diffs:
         raise TrainConfigError(f"{path}: cannot resume, the stored run used different settings for "
-                               f"{', '.join(diffs)} (use another out_dir, or force=True to archive it)")
+                               f"{', '.join(diffs)} (use another out_dir, or force=True (CLI: --force) to archive it)")
     check_state_fits(model, ck["model"], path)
     model.load_state_dict(ck["model"])
     # the AdamW implementation is this run's choice (fused for bf16, foreach for fp32), not the stored run's

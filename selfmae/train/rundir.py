@@ -7,7 +7,8 @@
 Re-running on a finished folder returns the stored result (skipped=True) unless force=True, which first moves
 everything in the folder into `previous-<timestamp>/` (nothing is deleted). A finished run with another
 train.precision setting is reused only when it trained in what that setting resolves to on the machine that ran it
-(device.finished_precision_diff). Every other setting is compared strictly (settings.incompatible_keys).
+(device.finished_precision_diff). Every other setting is compared strictly (settings.incompatible_keys), the
+`inputs` section too: a fine-tuning whose pre-trained checkpoint now holds other bytes is not reused.
 """
 from __future__ import annotations
 
@@ -99,7 +100,7 @@ def prepare_out_dir(out_dir: Path, config: dict, *, force: bool, resume: bool,
         archive(out_dir)
     elif not resume and (out_dir / "last.pt").exists():
         raise OutputDirError(f"{out_dir / 'last.pt'}: an unfinished run is there; pass resume=True to continue "
-                             "it or force=True to archive it")
+                             "it or force=True (CLI: --force) to archive it")
     check_writable(out_dir)
     return None
 
@@ -107,21 +108,35 @@ def prepare_out_dir(out_dir: Path, config: dict, *, force: bool, resume: bool,
 def _finished(out_dir: Path, record: dict, config: dict, precision: PrecisionChoice | None) -> RunResult:
     """The stored result of the finished run `record` (done.json) when it used `config`, else TrainConfigError."""
     diffs = incompatible_keys(record["config"], config, strict=True)
-    if "model.pretrained" in diffs and _moved_with_its_runs(record, out_dir, config):
+    if "model.pretrained" in diffs and (_same_content(record["config"], config)
+                                        or _moved_with_its_runs(record, out_dir, config)):
         diffs.remove("model.pretrained")
+    if "inputs.pretrained_sha256" in diffs:
+        was, now = (str((c.get("inputs") or {}).get("pretrained_sha256"))[:12] for c in (record["config"], config))
+        diffs[diffs.index("inputs.pretrained_sha256")] = (
+            f"the model.pretrained checkpoint's content: sha256 {was}... then, {now}... now, so it was re-written "
+            "since, e.g. by a new pre-training")
     if precision is not None:  # compared by what it trained in, not by the words of the setting
         why = finished_precision_diff(record, precision, read_json_record(out_dir / "run.json"))
         diffs = [d for d in diffs if d != "train.precision"] + ([why] if why else [])
     if diffs:
         raise TrainConfigError(f"{out_dir} holds a finished run with different settings ({', '.join(diffs)}); "
-                               "use another out_dir or force=True to archive it and re-run")
-    log.info("%s: finished run found, skipping (force=True re-runs)", out_dir)
+                               "use another out_dir or force=True (CLI: --force) to archive it and re-run")
+    log.info("%s: a finished run with these settings is there: reused, not trained again (force=True re-runs)",
+             out_dir)
     stored = RunResult.from_json({**record["result"], "skipped": True})
     # the record names the folder it was written in; a runs folder that was moved or copied (another clone,
     # a worktree, a shared disk) still answers with its own files
     stored.out_dir, stored.last_ckpt = out_dir, out_dir / stored.last_ckpt.name
     stored.best_ckpt = out_dir / stored.best_ckpt.name if stored.best_ckpt else None
     return stored
+
+
+def _same_content(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """True when both configs recorded the pre-trained checkpoint's SHA-256 (the `inputs` section) and it is the
+    same: another path to the same bytes is the same starting point."""
+    digests = [(c.get("inputs") or {}).get("pretrained_sha256") for c in (stored, wanted)]
+    return digests[0] is not None and digests[0] == digests[1]
 
 
 def _moved_with_its_runs(record: Mapping[str, Any], out_dir: Path, config: Mapping[str, Any]) -> bool:
