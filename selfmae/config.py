@@ -9,6 +9,7 @@ typo never silently falls back to a default.
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 from importlib import resources
 from pathlib import Path
@@ -62,7 +63,9 @@ def _merge(base: dict, update: Mapping, *, where: str, prefix: str = "") -> dict
     for key, value in update.items():
         dotted = f"{prefix}{key}"
         if key not in out:
-            raise ConfigError(f"{where}: unknown key {dotted!r}")
+            close = difflib.get_close_matches(str(key), [str(k) for k in out], n=1)
+            hint = f" (did you mean {prefix + close[0]!r}?)" if close else f" (keys here: {', '.join(map(str, out))})"
+            raise ConfigError(f"{where}: unknown key {dotted!r}{hint}")
         if isinstance(out[key], dict):
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{where}: key {dotted!r} is a section; give a mapping, not {value!r}")

@@ -33,6 +33,7 @@ def test_unknown_config_key_from_cli_names_the_key(capsys):
     assert main(["pretrain", "--config", "pretrain_btcv", "--set", "train.epochz=3"]) == 1
     err = capsys.readouterr().err
     assert "unknown key 'train.epochz'" in err and "pretrain_btcv.yaml" in err and "Traceback" not in err
+    assert "did you mean 'train.epochs'?" in err
 
 
 @pytest.mark.slow
