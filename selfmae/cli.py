@@ -31,7 +31,7 @@ def _parse_sets(pairs: list[str]) -> dict[str, str]:
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(f"--set expects key=value (e.g. train.epochs=5), got {pair!r}")
+            raise SystemExit(f"error: --set expects key=value (e.g. train.epochs=5), got {pair!r}")
         out[key.strip()] = value
     return out
 
@@ -76,7 +76,8 @@ def _experiment(args: argparse.Namespace) -> str:
 
         named = load_config(args.config, args.profile)["data"]["dataset"]
         if named != args.dataset:
-            raise SystemExit(f"--config {args.config} reads dataset {named!r}, but --dataset {args.dataset} was given")
+            raise SystemExit(f"error: --config {args.config} reads dataset {named!r}, "
+                             f"but --dataset {args.dataset} was given")
     return args.config
 
 
@@ -195,20 +196,27 @@ def _run(args: argparse.Namespace) -> int:
         return reproduce(profile=args.profile, data_dir=args.data_dir, only=args.only, force=args.force,
                          dry_run=args.dry_run, params=_parse_sets(args.params))
 
-    from selfmae.config import load_config
-
     from selfmae import experiments
 
-    try:
-        cfg = load_config(_experiment(args), args.profile, _overrides(args))
-        if args.command == "pretrain":
-            result = experiments.run_pretrain(cfg, out_dir=args.out_dir, force=args.force)
-        elif args.command == "finetune":
-            result = experiments.run_finetune(cfg, out_dir=args.out_dir, force=args.force)
-        else:
-            result = experiments.run_evaluate(cfg, checkpoint=args.checkpoint, out_dir=args.out_dir)
+    try:   # stdout carries only the JSON result; what the stages print on the way goes to stderr
+        with contextlib.redirect_stdout(sys.stderr):
+            result = _train_or_evaluate(args)
     except _user_errors() as err:   # the message names the file and what is wrong: no traceback needed
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(json.dumps(result if isinstance(result, dict) else experiments.summary(result), indent=2, default=str))
     return 0
+
+
+def _train_or_evaluate(args: argparse.Namespace):
+    """pretrain / finetune / evaluate: the stage's RunResult or summary dict."""
+    from selfmae.config import load_config
+
+    from selfmae import experiments
+
+    cfg = load_config(_experiment(args), args.profile, _overrides(args))
+    if args.command == "pretrain":
+        return experiments.run_pretrain(cfg, out_dir=args.out_dir, force=args.force)
+    if args.command == "finetune":
+        return experiments.run_finetune(cfg, out_dir=args.out_dir, force=args.force)
+    return experiments.run_evaluate(cfg, checkpoint=args.checkpoint, out_dir=args.out_dir)

@@ -63,8 +63,9 @@ def _merge(base: dict, update: Mapping, *, where: str, prefix: str = "") -> dict
     for key, value in update.items():
         dotted = f"{prefix}{key}"
         if key not in out:
-            close = difflib.get_close_matches(str(key), [str(k) for k in out], n=1)
-            hint = f" (did you mean {prefix + close[0]!r}?)" if close else f" (keys here: {', '.join(map(str, out))})"
+            nested = [f"{prefix}{name}.{key}" for name, sub in out.items() if isinstance(sub, dict) and key in sub]
+            close = nested or [prefix + k for k in difflib.get_close_matches(str(key), [str(k) for k in out], n=1)]
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (keys here: {', '.join(map(str, out))})"
             raise ConfigError(f"{where}: unknown key {dotted!r}{hint}")
         if isinstance(out[key], dict):
             if not isinstance(value, Mapping):

@@ -189,7 +189,7 @@ def reproduce(profile: str = "tiny", data_dir: str | Path | None = None, only: l
     try:
         check_parameters({k: _parse(v) for k, v in (params or {}).items()}, declared, every)
     except ParameterError as err:
-        print(f"reproduce: {err}", file=sys.stderr)
+        print(f"error: {err}", file=sys.stderr)
         return 2
     if dry_run:
         print(plan(profile, notebooks))

@@ -1,4 +1,5 @@
 """Every CLI subcommand answers --help; bad arguments fail with a message."""
+import json
 import subprocess
 import sys
 
@@ -34,6 +35,8 @@ def test_unknown_config_key_from_cli_names_the_key(capsys):
     err = capsys.readouterr().err
     assert "unknown key 'train.epochz'" in err and "pretrain_btcv.yaml" in err and "Traceback" not in err
     assert "did you mean 'train.epochs'?" in err
+    assert main(["pretrain", "--config", "pretrain_btcv", "--set", "epochs=3"]) == 1   # a key without its section
+    assert "did you mean 'train.epochs'?" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -47,6 +50,7 @@ def test_cli_says_a_run_is_reused_and_refuses_other_settings_in_one_line(tmp_pat
     assert main(run) == 0
     first = capsys.readouterr()
     assert "reused" not in first.err and "epoch 1:" in first.err   # the engine's epoch line is shown
+    assert json.loads(first.out)["epochs"] == 1                    # stdout holds the JSON result alone
     done = (tmp_path / "pre" / "done.json").read_text()
 
     assert main(run) == 0
@@ -60,4 +64,4 @@ def test_cli_says_a_run_is_reused_and_refuses_other_settings_in_one_line(tmp_pat
     (tmp_path / "a-file").write_text("not a folder")
     assert main([*run[:3], "--out-dir", str(tmp_path / "a-file" / "pre"), *run[5:]]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "not writable" in err and "Traceback" not in err
+    assert err.startswith("error: ") and "a-file is a file, not a folder" in err and "Traceback" not in err

@@ -199,3 +199,20 @@ def test_a_passed_check_is_remembered_until_a_file_changes(base, tmp_path, monke
     with pytest.raises(DataError):  # a failed check is never remembered
         require_valid("btcv", root, memo)
     assert len(calls) == 3
+
+
+def test_passed_checks_are_remembered_in_the_user_cache_not_the_repository(base, tmp_path, monkeypatch):
+    """The memo lives under $SELFMAE_CACHE (else $XDG_CACHE_HOME/selfmae); a cache that cannot be written warns
+    and the run goes on (the next run checks again)."""
+    from selfmae.experiments.build import data_check_memo_dir
+
+    monkeypatch.delenv("SELFMAE_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert data_check_memo_dir() == tmp_path / "xdg" / "selfmae" / "data-checks"
+    monkeypatch.setenv("SELFMAE_CACHE", str(tmp_path / "cache"))
+    assert data_check_memo_dir() == tmp_path / "cache" / "data-checks"
+
+    root = phantom_copy("btcv", base, tmp_path)
+    (tmp_path / "a-file").write_text("")
+    with pytest.warns(UserWarning, match="not remembered"):
+        require_valid("btcv", root, tmp_path / "a-file" / "memo")

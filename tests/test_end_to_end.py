@@ -79,11 +79,12 @@ def test_forced_rerun_archives_the_old_run_with_its_own_record(tmp_path):
         assert json.loads((folder / "done.json").read_text())["config"]["train"]["epochs"] == cfg["train"]["epochs"]
 
 
-def test_finetune_is_reused_only_while_its_pretrained_checkpoint_holds_the_same_bytes(tmp_path):
+def test_finetune_is_reused_only_while_its_pretrained_checkpoint_holds_the_same_bytes(tmp_path, monkeypatch):
     """A finished fine-tuning records the SHA-256 of the checkpoint it started from: the same bytes at another path
     are the same run (reused), a re-pre-trained last.pt at the same path is not (refused, naming it; force re-runs)."""
     import shutil
 
+    from selfmae.experiments import stages
     from selfmae.provenance import file_sha256
     from selfmae.train import TrainConfigError
 
@@ -102,12 +103,16 @@ def test_finetune_is_reused_only_while_its_pretrained_checkpoint_holds_the_same_
     copy = tmp_path / "elsewhere" / "mae.pt"
     copy.parent.mkdir()
     shutil.copy(pre.last_ckpt, copy)
+    summary = (tmp_path / "ft" / "summary.json").read_text()
     finetune(copy)
     assert done.read_text() == record                                  # same bytes: reused, not trained again
+    assert (tmp_path / "ft" / "summary.json").read_text() == summary  # ... nor evaluated again
 
     run_pretrain(load_config("pretrain_cxr14", "tiny", {**steps, "train.seed": 1}), tmp_path / "pre", force=True)
-    with pytest.raises(TrainConfigError, match="model.pretrained checkpoint's content"):
-        finetune(pre.last_ckpt)
+    with monkeypatch.context() as m:   # refused before any data is read or weights loaded
+        m.setattr(stages, "build_data", lambda *a, **k: pytest.fail("data built for a refused run"))
+        with pytest.raises(TrainConfigError, match="model.pretrained checkpoint's content"):
+            finetune(pre.last_ckpt)
     assert done.read_text() == record                                  # nothing overwritten by the refusal
     finetune(pre.last_ckpt, force=True)
     assert json.loads(done.read_text())["config"]["inputs"]["pretrained_sha256"] == file_sha256(pre.last_ckpt)

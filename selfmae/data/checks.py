@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 from typing import Iterable
 
@@ -230,7 +231,10 @@ def require_valid(dataset: str, data_dir: str | os.PathLike, memo_dir: str | os.
     if problems:
         raise DataError(problems, dataset, data_dir)
     if marker is not None:
-        atomic_write_text(marker, f"{Path(data_dir).resolve()}\n")
+        try:
+            atomic_write_text(marker, f"{Path(data_dir).resolve()}\n")
+        except OSError as err:   # a cache that cannot be written only costs the next run a full check
+            warnings.warn(f"passed data check not remembered in {memo_dir}: {err.strerror or err}", stacklevel=2)
 
 
 def data_fingerprint(data_dir: str | os.PathLike) -> str:

@@ -47,6 +47,15 @@ def resolve_data_dir(cfg: Mapping, synthetic_root: Path | None = None) -> Path:
     return root
 
 
+def data_check_memo_dir() -> Path:
+    """Where passed data checks are remembered: $SELFMAE_CACHE/data-checks, else the user's cache folder
+    ($XDG_CACHE_HOME or ~/.cache)/selfmae/data-checks; never inside the installed package or the repository."""
+    root = os.environ.get("SELFMAE_CACHE")
+    if not root:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "selfmae"
+    return Path(root).expanduser() / "data-checks"
+
+
 def build_data(cfg: Mapping, task: str | None = None, check: bool = True) -> dict:
     """Check the dataset (every problem listed) and build its datasets for `task` (default: the config's)."""
     from selfmae.data import build_datasets, require_valid
@@ -54,7 +63,7 @@ def build_data(cfg: Mapping, task: str | None = None, check: bool = True) -> dic
     data_cfg = dict(cfg["data"], data_dir=str(resolve_data_dir(cfg)))
     fraction = data_cfg.pop("label_fraction", 1.0)
     if check:
-        require_valid(data_cfg["dataset"], data_cfg["data_dir"], memo_dir=REPO_ROOT / "runs" / ".data-checks",
+        require_valid(data_cfg["dataset"], data_cfg["data_dir"], memo_dir=data_check_memo_dir(),
                       task=task or cfg["task"])
     datasets = build_datasets(data_cfg, task or cfg["task"])
     if fraction < 1.0:
@@ -116,7 +125,7 @@ def build_model_for(cfg: Mapping) -> torch.nn.Module:
         raise FileNotFoundError(f"model.pretrained={str(path)!r} (model.init={init}): "
                                 f"{'a folder, not a checkpoint file' if Path(path).is_dir() else 'no such file'}")
     model = build_model(cfg["model"], cfg["data"])
-    print(f"loaded {init} weights from {path}: {model.load_report}")
+    print(f"model.init={init}: {model.load_report}")
     return model
 
 

@@ -45,10 +45,13 @@ def run_training(cfg: Mapping, out_dir: str | Path | None = None, force: bool = 
     step; a resumed run keeps the record of its start. With model.init mae/imagenet, run.json's `pretrained_load`
     says what the file gave (`LoadReport.record()`: counts, adapted names, missing and unused keys).
     """
-    from selfmae.train import fit
+    from selfmae.train import fit, refuse_changed_inputs
 
     cfg = copy.deepcopy(dict(cfg))
     out_dir = Path(out_dir or default_run_dir(cfg))
+    inputs = run_inputs(cfg)
+    if not force:
+        refuse_changed_inputs(out_dir, inputs)   # before reading data or weights: a refusal costs nothing
     seed_record = seed_everything(cfg["train"]["seed"])
     datasets = datasets or build_data(cfg)
     model = build_model_for(cfg)
@@ -57,7 +60,7 @@ def run_training(cfg: Mapping, out_dir: str | Path | None = None, force: bool = 
     # config.yaml + run.json are written when training starts from its first step, after the engine's folder
     # rules: never over a finished run's (force archives it first) nor over an unfinished one's
     return fit(model, make_task(cfg), datasets["train"], datasets["val"], cfg["train"], out_dir, force=force,
-               run_config={"data": cfg["data"], "model": cfg["model"], "inputs": run_inputs(cfg)},
+               run_config={"data": cfg["data"], "model": cfg["model"], "inputs": inputs},
                on_new_run=lambda folder: save_run_record(cfg, folder, extra=record))
 
 
@@ -84,10 +87,14 @@ def run_finetune(cfg: Mapping, out_dir: str | Path | None = None, force: bool = 
     out_dir = Path(out_dir or default_run_dir(cfg))
     stored = None if force else stored_summary(cfg, out_dir)
     if stored is not None:
-        log.info("%s: a finished fine-tuning with these settings is there; its summary is reused (force re-runs)",
-                 out_dir)
+        log.info("%s: a finished fine-tuning with these settings is there: its summary is reused (force=True, "
+                 "CLI --force, re-runs)", out_dir)
         return stored
     # a changed config falls through: the engine refuses a finished run with other settings unless forced
+    if not force:
+        from selfmae.train import refuse_changed_inputs
+
+        refuse_changed_inputs(out_dir, run_inputs(cfg))   # a re-written model.pretrained: refused before any work
     datasets = datasets or build_data(cfg)
     result = run_training(cfg, out_dir, force=force, datasets=datasets)
     return run_evaluate(cfg, result.best_ckpt, out_dir, datasets=datasets)
@@ -95,7 +102,8 @@ def run_finetune(cfg: Mapping, out_dir: str | Path | None = None, force: bool = 
 
 def stored_summary(cfg: Mapping, out_dir: str | Path) -> dict | None:
     """The summary.json of a finished fine-tuning of exactly this config in `out_dir`, else None (also when the
-    run recorded the pre-trained checkpoint's content and the file now holds other bytes: `run_inputs`).
+    run recorded the pre-trained checkpoint's content and the file now holds other bytes: `run_inputs`; the same
+    bytes now at another path still answer).
 
     A summary written under another train.precision setting still answers when the finished training run trained in
     what this config's setting resolves to there (the engine's rule, `selfmae.train.finished_run_precision_diff`;
@@ -111,6 +119,10 @@ def stored_summary(cfg: Mapping, out_dir: str | Path) -> dict | None:
         return None   # e.g. model.pretrained re-written since: the engine refuses the stale run, naming why
     if stored.get("config_hash") == config_hash(cfg):
         return stored
+    if recorded_inputs and recorded_inputs.get("pretrained_sha256"):   # the same bytes, now at another path
+        at_recorded_path = {**cfg, "model": {**cfg["model"], "pretrained": record["config"]["model"]["pretrained"]}}
+        if stored.get("config_hash") == config_hash(at_recorded_path):
+            return stored
     from selfmae.train import finished_run_precision_diff, resolve_device
 
     was = record.get("config", {}).get("train", {}).get("precision", "bf16")

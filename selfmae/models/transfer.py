@@ -75,6 +75,7 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
     adapted: list[str] = field(default_factory=list)
     source: str = ""
+    encoder_prefix: str | None = None   # the encoder's keys in the model ("encoder."; "" for a bare ViT)
 
     def record(self) -> dict:
         """For a run record (run.json `pretrained_load`): the file and init, counts, and every key list."""
@@ -88,10 +89,14 @@ class LoadReport:
 
         lines = [f"loaded {len(self.loaded)} tensors from {self.source}"]
         lines += [f"  adapted: {a}" for a in self.adapted]
-        lines += [f"  missing ({len(self.missing)}, keep their random init; expected for a new head or decoder): "
-                  f"{short(self.missing)}"] if self.missing else []
-        lines += [f"  unexpected ({len(self.unexpected)}, in the file but not used; expected for an MAE decoder "
-                  f"and mask token): {short(self.unexpected)}"] if self.unexpected else []
+        in_encoder = [k for k in self.missing if self.encoder_prefix is not None and k.startswith(self.encoder_prefix)]
+        outside = [k for k in self.missing if k not in in_encoder]
+        lines += [f"  encoder tensors not in the file ({len(in_encoder)}; they keep their random init, so this "
+                  f"part of the encoder is not pre-trained): {short(in_encoder)}"] if in_encoder else []
+        lines += [f"  outside the encoder, not in the file ({len(outside)}; trained from their random init, as "
+                  f"a new head or decoder is): {short(outside)}"] if outside else []
+        lines += [f"  unused ({len(self.unexpected)}; in the file, no place in this model, e.g. an MAE decoder or "
+                  f"a final norm this model replaces): {short(self.unexpected)}"] if self.unexpected else []
         return "\n".join(lines)
 
 
@@ -205,7 +210,7 @@ def load_pretrained_encoder(model: nn.Module, path: str | os.PathLike, source: s
     encoder, prefix = _encoder_of(model)
     file_sd, origin = monai_to_timm(read_state_dict(path))
     target = model.state_dict()
-    report = LoadReport(source=f"{path} ({source})")
+    report = LoadReport(source=f"{path} ({source})", encoder_prefix=prefix)
     if any(origin[k] != k for k in origin):
         report.adapted.append("names: MONAI ViT/UNETR naming read as timm's")
     whole_model = source == "mae" and not isinstance(model, ViT) and any(k.startswith("decoder_") for k in target)
@@ -245,7 +250,7 @@ def load_pretrained_encoder(model: nn.Module, path: str | os.PathLike, source: s
     model.load_state_dict(pick, strict=False)
     report.loaded = sorted(pick)
     report.missing = [k for k in target if k not in pick]
-    log.info("%s", report)
+    log.debug("%s", report)   # the caller shows it (selfmae.experiments.build_model_for prints it once)
     return report
 
 

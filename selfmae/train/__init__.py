@@ -9,13 +9,13 @@ from .device import (PrecisionChoice, choose_precision, cpu_has_native_bf16, fin
 from .distributed import DistInfo, env_dist_info
 from .engine import batches_per_epoch, fit, optimizer_steps_per_epoch
 from .errors import CheckpointError, OutputDirError, TrainConfigError
-from .rundir import RunResult
+from .rundir import RunResult, refuse_changed_inputs
 from .schedule import WarmupCosine, build_optimizer, build_scheduler, simple_param_groups
 from .settings import TRAIN_DEFAULTS, incompatible_keys, resolve_train_cfg
 from .tasks import ClassificationTask, MAETask, SegmentationTask, Task
 
 __all__ = [
-    "fit", "batches_per_epoch", "optimizer_steps_per_epoch", "RunResult", "Task", "MAETask", "ClassificationTask",
+    "fit", "batches_per_epoch", "optimizer_steps_per_epoch", "RunResult", "refuse_changed_inputs", "Task", "MAETask", "ClassificationTask",
     "SegmentationTask",
     "TRAIN_DEFAULTS", "resolve_train_cfg", "incompatible_keys",
     "build_optimizer", "build_scheduler", "simple_param_groups", "WarmupCosine",

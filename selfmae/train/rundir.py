@@ -59,7 +59,11 @@ class RunResult:
 
 
 def check_writable(out_dir: Path) -> None:
-    """Create `out_dir` and write a probe file there; OutputDirError naming the folder when either fails."""
+    """Create `out_dir` and write a probe file there; OutputDirError naming the folder (or the file in its way)
+    when either fails."""
+    blocker = next((p for p in (out_dir, *out_dir.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise OutputDirError(f"{out_dir}: cannot be the output folder, {blocker} is a file, not a folder")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".write-probe.")
@@ -112,24 +116,41 @@ def _finished(out_dir: Path, record: dict, config: dict, precision: PrecisionCho
                                         or _moved_with_its_runs(record, out_dir, config)):
         diffs.remove("model.pretrained")
     if "inputs.pretrained_sha256" in diffs:
-        was, now = (str((c.get("inputs") or {}).get("pretrained_sha256"))[:12] for c in (record["config"], config))
-        diffs[diffs.index("inputs.pretrained_sha256")] = (
-            f"the model.pretrained checkpoint's content: sha256 {was}... then, {now}... now, so it was re-written "
-            "since, e.g. by a new pre-training")
+        diffs[diffs.index("inputs.pretrained_sha256")] = _content_changed(record["config"], config)
     if precision is not None:  # compared by what it trained in, not by the words of the setting
         why = finished_precision_diff(record, precision, read_json_record(out_dir / "run.json"))
         diffs = [d for d in diffs if d != "train.precision"] + ([why] if why else [])
     if diffs:
-        raise TrainConfigError(f"{out_dir} holds a finished run with different settings ({', '.join(diffs)}); "
-                               "use another out_dir or force=True (CLI: --force) to archive it and re-run")
-    log.info("%s: a finished run with these settings is there: reused, not trained again (force=True re-runs)",
-             out_dir)
+        raise _refusal(out_dir, diffs)
+    log.info("%s: a finished run with these settings is there: reused, not trained again (force=True, "
+             "CLI --force, re-runs)", out_dir)
     stored = RunResult.from_json({**record["result"], "skipped": True})
     # the record names the folder it was written in; a runs folder that was moved or copied (another clone,
     # a worktree, a shared disk) still answers with its own files
     stored.out_dir, stored.last_ckpt = out_dir, out_dir / stored.last_ckpt.name
     stored.best_ckpt = out_dir / stored.best_ckpt.name if stored.best_ckpt else None
     return stored
+
+
+def refuse_changed_inputs(out_dir: Path, inputs: Mapping[str, Any]) -> None:
+    """TrainConfigError when `out_dir` holds a finished run that recorded other `inputs` (the pre-trained
+    checkpoint's SHA-256): the check `prepare_out_dir` makes, made before any weights are read so that a refusal
+    costs no model load. A run recorded without `inputs`, or no finished run, passes."""
+    done = Path(out_dir) / "done.json"
+    stored = json.loads(done.read_text()).get("config", {}) if done.exists() else {}
+    if "inputs" in stored and stored["inputs"] != dict(inputs):
+        raise _refusal(Path(out_dir), [_content_changed(stored, {"inputs": inputs})])
+
+
+def _refusal(out_dir: Path, diffs: list[str]) -> TrainConfigError:
+    return TrainConfigError(f"{out_dir} holds a finished run with different settings ({', '.join(diffs)}); "
+                            "use another out_dir or force=True (CLI: --force) to archive it and re-run")
+
+
+def _content_changed(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> str:
+    was, now = (str((c.get("inputs") or {}).get("pretrained_sha256"))[:12] for c in (stored, wanted))
+    return (f"the model.pretrained checkpoint's content: sha256 {was}... then, {now}... now, so it was re-written "
+            "since, e.g. by a new pre-training")
 
 
 def _same_content(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
