@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from selfmae.models import UNETR, load_pretrained_encoder, read_state_dict
-from selfmae.models.transfer import PretrainedWeightsError
+from selfmae.models.transfer import LoadReport, PretrainedWeightsError
 from selfmae.torchfile import WeightsFileError, load_torch_file
 from selfmae.train import CheckpointError, load_checkpoint
 
@@ -221,3 +221,14 @@ def test_cli_says_in_one_line_that_weights_do_not_fit_the_model(finished_pretrai
     err = capsys.readouterr().err
     assert code == 1 and err.startswith(f"error: {pre.last_ckpt}: ") and "model.embed_dim" in err
     assert not (tmp_path / "ft" / "run.json").exists()
+
+
+def test_load_report_tells_encoder_tensors_the_file_lacks_apart_from_a_new_head():
+    """Encoder tensors missing from the file (here a bias) are said to stay un-pre-trained, apart from a new head;
+    file tensors outside the encoder are listed as unused."""
+    text = str(LoadReport(loaded=["encoder.blocks.0.attn.qkv.weight"], source="x.pt (mae)", encoder_prefix="encoder.",
+                          missing=["encoder.blocks.0.attn.qkv.bias", "head.weight"], unexpected=["decoder_embed.weight"]))
+    encoder_line, head_line, unused_line = text.splitlines()[1:]
+    assert "encoder tensors not in the file (1" in encoder_line and encoder_line.endswith("attn.qkv.bias")
+    assert "outside the encoder" in head_line and head_line.endswith("head.weight")
+    assert "unused (1" in unused_line and unused_line.endswith("decoder_embed.weight")

@@ -95,8 +95,9 @@ class LoadReport:
                   f"part of the encoder is not pre-trained): {short(in_encoder)}"] if in_encoder else []
         lines += [f"  outside the encoder, not in the file ({len(outside)}; trained from their random init, as "
                   f"a new head or decoder is): {short(outside)}"] if outside else []
-        lines += [f"  unused ({len(self.unexpected)}; in the file, no place in this model, e.g. an MAE decoder or "
-                  f"a final norm this model replaces): {short(self.unexpected)}"] if self.unexpected else []
+        lines += [f"  unused ({len(self.unexpected)}; in the file but not this model's encoder, e.g. an MAE decoder "
+                  f"and mask token, another model's decoder, a final norm this model replaces): "
+                  f"{short(self.unexpected)}"] if self.unexpected else []
         return "\n".join(lines)
 
 
