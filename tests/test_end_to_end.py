@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from selfmae.config import config_hash, load_config
-from selfmae.experiments import build_data, run_finetune, run_pretrain
+from selfmae.experiments import build_data, run_evaluate, run_finetune, run_pretrain
 
 pytestmark = pytest.mark.slow
 
@@ -104,6 +104,12 @@ def test_finetune_is_reused_only_while_its_pretrained_checkpoint_holds_the_same_
     copy.parent.mkdir()
     shutil.copy(pre.last_ckpt, copy)
     summary = (tmp_path / "ft" / "summary.json").read_text()
+    training_record = (tmp_path / "ft" / "run.json").read_text()
+    cfg = load_config("finetune_cxr14", "tiny", steps)
+    run_evaluate(cfg, tmp_path / "ft" / "best.pt")                    # into ft/evaluate-best/, with its own record
+    assert json.loads((tmp_path / "ft" / "evaluate-best" / "run.json").read_text())["checkpoint"].endswith("best.pt")
+    assert (tmp_path / "ft" / "evaluate-best" / "config.yaml").exists()
+    assert (tmp_path / "ft" / "run.json").read_text() == training_record
     finetune(copy)
     assert done.read_text() == record                                  # same bytes: reused, not trained again
     assert (tmp_path / "ft" / "summary.json").read_text() == summary  # ... nor evaluated again

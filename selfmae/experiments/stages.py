@@ -143,6 +143,8 @@ def run_evaluate(cfg: Mapping, checkpoint: str | Path, out_dir: str | Path | Non
     """Evaluate `checkpoint` on the evaluation split: a per-case (per-label for CXR14) CSV and a flat
     summary.json (`dice`, `hd95`, `dice/<organ>`, ... or `mAUC`, `auc/<label>`) in `out_dir`, by default
     `<checkpoint's folder>/evaluate-<checkpoint name>/` (a run's own summary is written by `run_finetune` alone).
+    A folder of its own also gets the run record (config.yaml: the config given here; run.json: its hash, the
+    checkpoint, commit, packages, hardware); a training run's folder keeps its training record.
     The summary's `init` is the one the checkpoint's training recorded (this config's when it recorded none)."""
     from monai.data import DataLoader
 
@@ -173,6 +175,8 @@ def run_evaluate(cfg: Mapping, checkpoint: str | Path, out_dir: str | Path | Non
                "checkpoint": str(checkpoint),
                "seed": cfg["train"]["seed"], "init": _trained_init(model, cfg), **metrics}
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, default=float))
+    if not any((out_dir / name).exists() for name in ("done.json", "last.pt")):   # not a training run's folder
+        save_run_record(cfg, out_dir, extra={"checkpoint": str(checkpoint), "split": split})
     return summary
 
 
