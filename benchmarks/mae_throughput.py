@@ -11,7 +11,8 @@ would, ours only the visible patches), the fraction of a matmul peak measured in
 The JSON records the machine (`machine`): CPU model, torch's CPU capability, whether the CPU computes bf16
 natively (selfmae.train.device.cpu_has_native_bf16), the x86 flags that decide it, threads, and the measured
 1024^2 matmul peaks in fp32 and bf16. One file per machine kind: mae_throughput_cpu_<kind>.json with kind
-`avx512bf16` (native bf16), `avx512` or `avx2` (bf16 emulated), mae_throughput_cuda.json on a GPU.
+`amx` (native bf16 with AMX tiles, e.g. a Xeon), `avx512bf16` (native bf16 without AMX, e.g. an AMD EPYC), `avx512`
+or `avx2` (bf16 emulated), mae_throughput_cuda.json on a GPU (see `machine_kind`).
 
 Ratios to MONAI fp32: `ratio_vs_monai` (ratio of the median step times) and `ratio_vs_monai_paired` (median of
 the per-round ratios, steadier where the host's speed drifts; see `paired_ratio`).
@@ -148,15 +149,24 @@ def cpu_flags() -> dict[str, bool]:
     return {f: f in have for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")}
 
 
+def machine_kind(native_bf16: bool, flags: dict[str, bool], capability: str) -> str:
+    """The CPU kind a result file is named after: 'amx' (native bf16 on AMX tiles), 'avx512bf16' (native bf16 on
+    AVX512-BF16 alone), else torch's capability ('avx512', 'avx2', ...), where bf16 is emulated. AMX and
+    AVX512-BF16 alone differ 1.6x in the bf16 matmul peak on the 2-core machines measured, so they are kept apart."""
+    if native_bf16:
+        return "amx" if flags.get("amx_bf16") or flags.get("amx_tile") else "avx512bf16"
+    return capability.lower().replace(" ", "")
+
+
 def machine(device: str, peaks: dict, n: int) -> dict:
     """What the numbers depend on: the processor, its capability and bf16 support, threads, matmul peaks."""
     native = cpu_has_native_bf16()
     capability = torch.backends.cpu.get_cpu_capability()
-    kind = "avx512bf16" if native else capability.lower().replace(" ", "")
+    flags = cpu_flags()
     return {
-        "kind": "cuda" if device == "cuda" else kind,
+        "kind": "cuda" if device == "cuda" else machine_kind(native, flags, capability),
         "name": hardware_summary() if device == "cuda" else hardware_summary().removeprefix("CPU "),
-        "cpu_capability": capability, "cpu_native_bf16": native, "cpu_flags": cpu_flags(),
+        "cpu_capability": capability, "cpu_native_bf16": native, "cpu_flags": flags,
         "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
         "matmul_peak_gflops": peaks, "matmul_peak_size": n,
         "platform": platform.platform(),

@@ -10,6 +10,9 @@ from these rows. Meaningful only on a CPU with native bf16 (elsewhere bf16 is em
 and `auto` never picks it); it refuses to run elsewhere unless --force.
 
     python benchmarks/precision_cpu.py                      # writes results/precision_cpu_<kind>.json
+    python benchmarks/precision_cpu.py --profile paper --one-sample --no-sweep --warmup 1 --iters 3 \
+        --only pretrain_btcv finetune_btcv finetune_nnformer_btcv finetune_swinunetr_btcv \
+        --out benchmarks/results/precision_cpu_<kind>_paper.json   # the paper's 3D models, one 96^3 crop
 """
 from __future__ import annotations
 
@@ -69,8 +72,11 @@ def row(name: str, model_name: str, timed: dict) -> dict:
             "bf16_speedup": ms["fp32"] / ms["bf16"]}
 
 
-def measure(experiment: str, profile: str, warmup: int, iters: int) -> dict:
-    cfg = load_config(experiment, profile)
+ONE_SAMPLE = {"train.batch_size": 1, "data.num_samples": 1}   # --one-sample: the paper's sizes within a CPU's reach
+
+
+def measure(experiment: str, profile: str, warmup: int, iters: int, one_sample: bool = False) -> dict:
+    cfg = load_config(experiment, profile, ONE_SAMPLE if one_sample else None)
     if cfg["model"].get("num_classes", 0) is None:   # MedMNIST3D: from the file; AdrenalMNIST3D has one label
         cfg = dict(cfg, model=dict(cfg["model"], num_classes=1))
     steps = {"fp32": Step(cfg, False), "bf16": Step(cfg, True)}
@@ -113,6 +119,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--iters", type=int, default=7)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--no-sweep", action="store_true", help="skip the MAE size sweep")
+    ap.add_argument("--one-sample", action="store_true",
+                    help="batch 1, one crop per volume (e.g. --profile paper: the paper's models and crops on a CPU)")
     ap.add_argument("--force", action="store_true", help="run even where bf16 is emulated (slow, meaningless)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
@@ -123,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
     table = ["| experiment | model | parameters (M) | input | fp32 ms/step | bf16 ms/step | bf16 speed-up |",
              "|---|---|---:|---|---:|---:|---:|"]
     for name in args.only or EXPERIMENTS:
-        r = measure(name, args.profile, args.warmup, args.iters)
+        r = measure(name, args.profile, args.warmup, args.iters, args.one_sample)
         rows.append(r)
         table.append(f"| {name} | {r['model']} | {r['params'] / 1e6:.2f} | {'x'.join(map(str, r['batch']))} | "
                      f"{r['fp32_ms']:.1f} | {r['bf16_ms']:.1f} | {r['bf16_speedup']:.2f}x |")
@@ -139,6 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(table[-1], flush=True)
     report = {"machine": box,
               "torch": torch.__version__, "profile": args.profile, "warmup": args.warmup, "iters": args.iters,
+              "overrides": ONE_SAMPLE if args.one_sample else {},
               "note": "median wall ms of one training step (forward, loss, backward, AdamW), fp32 and bf16 alternating",
               "results": rows, "markdown": "\n".join(table)}
     out = Path(args.out or HERE / "results" / f"precision_cpu_{box['kind']}.json")

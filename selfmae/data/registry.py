@@ -115,6 +115,14 @@ class BraTS(DatasetSpec):
     def out_channels(self, data_cfg):
         return 3
 
+    def label_record(self, data_cfg):
+        """The label ids each output channel's region was made of (`brats.region_ids`: from the folder's
+        dataset.json under data.et_convention), e.g. {"et_convention": "dataset_json", "regions": {"TC": [2, 3],
+        "WT": [1, 2, 3], "ET": [3]}}: the two ET conventions score different tumour parts under one name."""
+        from .brats import BRATS_REGIONS, region_ids
+        ids = region_ids(data_cfg.get("data_dir"), data_cfg["et_convention"])
+        return {"et_convention": data_cfg["et_convention"], "regions": {r: list(ids[r]) for r in BRATS_REGIONS}}
+
     def check_summary(self, data_dir) -> list[str]:
         """The label ids of each tumour region under both ET conventions: dataset.json's (its declared enhancing
         tumour) and the SelfMedMAE code's (ET = label 2, the 'ET=2' columns of Table 3)."""

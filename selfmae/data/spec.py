@@ -90,6 +90,11 @@ class DatasetSpec:
         """(names of the evaluated classes, output channels that hold them; None = channel i holds name i)."""
         return tuple(data_cfg.get("label_names") or ("label",)), None
 
+    def label_record(self, data_cfg: Mapping) -> dict | None:
+        """How this run turns the dataset's labels into what it trains on, for the run record (run.json
+        `labels`), where the config alone does not say it; None when it does."""
+        return None
+
     def out_channels(self, data_cfg: Mapping) -> int:
         """Segmentation outputs the labels need (used when model.out_channels is null)."""
         raise ValueError(f"model.out_channels is required for dataset {self.name!r}.")

@@ -43,7 +43,8 @@ def run_training(cfg: Mapping, out_dir: str | Path | None = None, force: bool = 
     `previous-<timestamp>/` with its own config.yaml and run.json. The run record (config.yaml: the resolved
     config; run.json: config hash, commit, packages, hardware, seed) is written when training starts from its first
     step; a resumed run keeps the record of its start. With model.init mae/imagenet, run.json's `pretrained_load`
-    says what the file gave (`LoadReport.record()`: counts, adapted names, missing and unused keys).
+    says what the file gave (`LoadReport.record()`: counts, adapted names, missing and unused keys); where the
+    config alone does not say how labels became targets (BraTS: each region's label ids), run.json's `labels` does.
     """
     from selfmae.train import fit, refuse_changed_inputs
 
@@ -57,6 +58,9 @@ def run_training(cfg: Mapping, out_dir: str | Path | None = None, force: bool = 
     model = build_model_for(cfg)
     loaded = getattr(model, "load_report", None)
     record = {**seed_record, **({"pretrained_load": loaded.record()} if loaded is not None else {})}
+    labels = None if cfg["task"] == "pretrain" else dataset_spec(cfg["data"]).label_record(cfg["data"])
+    if labels is not None:
+        record["labels"] = labels
     # config.yaml + run.json are written when training starts from its first step, after the engine's folder
     # rules: never over a finished run's (force archives it first) nor over an unfinished one's
     return fit(model, make_task(cfg), datasets["train"], datasets["val"], cfg["train"], out_dir, force=force,
