@@ -39,9 +39,9 @@ def native(monkeypatch, value: bool) -> None:
     ("cuda", False, BIG, "bf16"),
     ("cpu", False, SMALL, "fp32"),      # AVX2: bf16 is emulated, fp32 at every size
     ("cpu", False, BIG, "fp32"),
-    ("cpu", True, SMALL, "fp32"),       # native bf16 but tiny: bf16 0.8-1.9x (AMX, AVX512-BF16), fp32 kept
+    ("cpu", True, SMALL, "fp32"),       # native bf16 but tiny: bf16 0.8-1.8x (AMX, AVX512-BF16), fp32 kept
     ("cpu", True, BIG - 1, "fp32"),
-    ("cpu", True, BIG, "bf16"),         # native bf16 and >= 5 M: measured 1.6-3.4x faster
+    ("cpu", True, BIG, "bf16"),         # native bf16 and >= 5 M: measured 1.6-3.7x faster
 ])
 def test_auto_chooses_by_device_and_size(monkeypatch, device, has_native, params, used):
     native(monkeypatch, has_native)

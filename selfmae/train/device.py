@@ -12,10 +12,11 @@
   - a 2-core Xeon with AMX (results/precision_cpu_amx.json): our MAE from 6.3 M parameters up trained 1.57-2.22x
     faster under bf16 (6.3, 24.8, 44.4 and 92 M); below that the gain was small and not ordered by size: the tiny
     profile's MAEs (0.23-0.27 M) 0.94-1.09x, its classifiers, UNETRs and nnFormers (0.2-0.6 M) 1.13-1.37x, a 1.3 M
-    MAE 1.24x, the tiny SwinUNETR (4.1 M, convolution-bound at 64^3) 1.10x;
+    MAE 1.24x (a 0.24 M one on 64^2 images 0.90x), the tiny SwinUNETR (4.1 M, convolution-bound at 64^3) 1.10x;
   - a 2-core AMD EPYC with AVX512-BF16 and no AMX (results/precision_cpu_avx512bf16.json): 2.30-3.41x from 6.3 M
-    up; the tiny models 0.82-1.83x, again not ordered by size (the SwinUNETR 0.82x and the nnFormers 0.96-1.07x,
-    its MAEs 1.20-1.36x, UNETRs 1.48-1.72x, ViT classifiers 1.69-1.83x).
+    up, and the paper's 3D models at one 96^3 crop (precision_cpu_avx512bf16_paper.json) 1.96-3.69x (SwinUNETR
+    62 M to MAE 104 M); the tiny models 0.82-1.83x, again not ordered by size (the SwinUNETR 0.82x and the
+    nnFormers 0.96-1.07x, its MAEs 1.20-1.36x, UNETRs 1.48-1.72x, ViT classifiers 1.69-1.83x).
   Below 5 M `auto` keeps fp32 on both: the gain there is not there for every model, and fp32 keeps the default run
   (`make reproduce`, every model under 5 M) the same arithmetic on every CPU kind, so its numbers do not depend on
   which machine ran it; `bf16` forces bf16 there. The rule is by parameter count because it applies to every model
@@ -138,10 +139,10 @@ def choose_precision(setting: str, device: torch.device | str, model: nn.Module 
     size = "unknown size" if params is None else f"{params / 1e6:.2f} M parameters"
     if params is not None and params >= AUTO_CPU_BF16_MIN_PARAMS:
         return choice("bf16", f"CPU with native bf16 and a model of {size} (>= "
-                              f"{AUTO_CPU_BF16_MIN_PARAMS / 1e6:.0f} M: bf16 measured 1.6-3.4x faster from 6 M "
+                              f"{AUTO_CPU_BF16_MIN_PARAMS / 1e6:.0f} M: bf16 measured 1.6-3.7x faster from 6 M "
                               "parameters up)")
     return choice("fp32", f"CPU with native bf16 but a model of {size} (< {AUTO_CPU_BF16_MIN_PARAMS / 1e6:.0f} M: "
-                          "bf16 measured 0.8-1.9x there, not faster for every model, and fp32 keeps the default "
+                          "bf16 measured 0.8-1.8x there, not faster for every model, and fp32 keeps the default "
                           "run's arithmetic on every CPU)")
 
 
