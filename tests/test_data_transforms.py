@@ -138,13 +138,14 @@ def test_training_items_are_plain_tensors_cached_without_metadata_eval_keeps_aff
 
 
 def test_a_brats_fine_tuning_records_the_label_ids_of_each_region(base, tmp_path):
-    """run.json's `labels` says which label ids made each region, as this folder's dataset.json names them (here
-    enhancing tumour is id 2, not MSD's 3): the config's et_convention alone does not say it."""
+    """run.json's `labels` (training and evaluation) says which label ids made each region, as this folder's
+    dataset.json names them (here enhancing tumour is id 2, not MSD's 3): the config's et_convention alone does not
+    say it."""
     import json
 
     from _data_helpers import phantom_copy
     from selfmae.config import load_config
-    from selfmae.experiments import run_training
+    from selfmae.experiments import run_evaluate, run_training
 
     root = phantom_copy("brats", base, tmp_path)
     spec = json.loads((root / "dataset.json").read_text())
@@ -152,6 +153,8 @@ def test_a_brats_fine_tuning_records_the_label_ids_of_each_region(base, tmp_path
     (root / "dataset.json").write_text(json.dumps(spec))
     cfg = load_config("finetune_brats", "tiny", {"data.data_dir": str(root), "data.cache": False,
                                                  "train.max_steps": 1, "train.epochs": 1, "train.device": "cpu"})
-    run_training(cfg, tmp_path / "ft")
-    labels = json.loads((tmp_path / "ft" / "run.json").read_text())["labels"]
-    assert labels == {"et_convention": "dataset_json", "regions": {"TC": [2, 3], "WT": [1, 2, 3], "ET": [2]}}
+    result = run_training(cfg, tmp_path / "ft")
+    run_evaluate(cfg, result.best_ckpt, tmp_path / "ev")       # an evaluation in a folder of its own records it too
+    expected = {"et_convention": "dataset_json", "regions": {"TC": [2, 3], "WT": [1, 2, 3], "ET": [2]}}
+    for folder in ("ft", "ev"):
+        assert json.loads((tmp_path / folder / "run.json").read_text())["labels"] == expected

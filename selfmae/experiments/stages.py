@@ -58,9 +58,7 @@ def run_training(cfg: Mapping, out_dir: str | Path | None = None, force: bool = 
     model = build_model_for(cfg)
     loaded = getattr(model, "load_report", None)
     record = {**seed_record, **({"pretrained_load": loaded.record()} if loaded is not None else {})}
-    labels = None if cfg["task"] == "pretrain" else dataset_spec(cfg["data"]).label_record(cfg["data"])
-    if labels is not None:
-        record["labels"] = labels
+    record.update(label_record(cfg))
     # config.yaml + run.json are written when training starts from its first step, after the engine's folder
     # rules: never over a finished run's (force archives it first) nor over an unfinished one's
     return fit(model, make_task(cfg), datasets["train"], datasets["val"], cfg["train"], out_dir, force=force,
@@ -70,6 +68,13 @@ def run_training(cfg: Mapping, out_dir: str | Path | None = None, force: bool = 
 
 
 run_pretrain = run_training
+
+
+def label_record(cfg: Mapping) -> dict:
+    """{"labels": ...} for run.json where the config alone does not say how labels became targets (BraTS: the label
+    ids of each region, `DatasetSpec.label_record`); {} for pre-training and for other datasets."""
+    labels = None if cfg["task"] == "pretrain" else dataset_spec(cfg["data"]).label_record(cfg["data"])
+    return {} if labels is None else {"labels": labels}
 
 
 def run_inputs(cfg: Mapping) -> dict:
@@ -180,7 +185,7 @@ def run_evaluate(cfg: Mapping, checkpoint: str | Path, out_dir: str | Path | Non
                "seed": cfg["train"]["seed"], "init": _trained_init(model, cfg), **metrics}
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, default=float))
     if not any((out_dir / name).exists() for name in ("done.json", "last.pt")):   # not a training run's folder
-        save_run_record(cfg, out_dir, extra={"checkpoint": str(checkpoint), "split": split})
+        save_run_record(cfg, out_dir, extra={"checkpoint": str(checkpoint), "split": split, **label_record(cfg)})
     return summary
 
 
