@@ -128,6 +128,14 @@ def test_cxr14_with_one_patient_is_refused_before_training(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 1 and "split 'val' is empty" in err and "Traceback" not in err
     assert not (tmp_path / "run" / "metrics.csv").exists()
+    # the check splits as the run would: a changed data.val_fraction is the one the message quotes (was: 0.1
+    # whatever the run set), and val_fraction=0 is refused saying training needs a validation split
+    for fraction, said in (("0.5", "(data.val_fraction=0.5): at least 2 patients"),
+                           ("0", "picks its best checkpoint on the validation split")):
+        rc = main(["pretrain", "--config", "pretrain_cxr14", "--data-dir", str(root), "--device", "cpu",
+                   "--out-dir", str(tmp_path / f"run{fraction}"), "--set", f"data.val_fraction={fraction}"])
+        err = capsys.readouterr().err
+        assert rc == 1 and said in err and "Traceback" not in err, err
 
 
 def test_brats_with_one_case_cannot_be_split(tmp_path):

@@ -7,10 +7,11 @@ label-value checks need the voxels.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import warnings
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -40,8 +41,10 @@ def _check_png(path: Path) -> list[DataProblem]:
     return []
 
 
-def check_cxr14(data_dir: Path) -> list[DataProblem]:
-    """CSV present with its needed columns, split lists present and non-empty, every listed PNG found and sound."""
+def check_cxr14(data_dir: Path, val_fraction: float = 0.1, split_seed: int = 0) -> list[DataProblem]:
+    """CSV present with its needed columns, split lists present and non-empty, every listed PNG found and sound,
+    and no split left empty by the patient-wise validation split the reader carves (`val_fraction`, `split_seed`:
+    the run's data.val_fraction / data.split_seed)."""
     try:
         csv_path = find_csv(data_dir)
     except DataError as err:
@@ -67,10 +70,10 @@ def check_cxr14(data_dir: Path) -> list[DataProblem]:
                 problems += _check_png(data_dir / index[name])
     if "train_val_list.txt" in lists and entries:   # the validation split the readers will carve, by patient
         patients = [entries[n][1] for n in lists["train_val_list.txt"] if n in entries]
-        held = seeded_holdout(patients, 0.1, 0)
+        held = seeded_holdout(patients, float(val_fraction), int(split_seed))
         sizes = {"train": sum(p not in held for p in patients), "val": sum(p in held for p in patients),
                  "test": len(lists.get("test_list.txt", [None]))}
-        problems += empty_split_problems(data_dir, sizes, set(patients), 0.1)
+        problems += empty_split_problems(data_dir, sizes, set(patients), float(val_fraction))
     return problems
 
 
@@ -204,30 +207,41 @@ def check_medmnist(data_dir: Path) -> list[DataProblem]:
     return problems
 
 
-def check_data(dataset: str, data_dir: str | os.PathLike, task: str | None = None) -> list[DataProblem]:
+def check_data(dataset: str, data_dir: str | os.PathLike, task: str | None = None,
+               data_cfg: Mapping | None = None) -> list[DataProblem]:
     """Every problem found in `dataset` (a registry name: cxr14|btcv|brats|medmnist|decathlon) at `data_dir`;
     [] when it is usable. task (pretrain | classify | segment, None = not known) lets a dataset whose labels
-    are optional (decathlon) check them only when they are needed. ValueError for an unknown dataset."""
+    are optional (decathlon) check them only when they are needed; data_cfg (the run's data section, None: the
+    defaults) the settings a check depends on (the validation split). ValueError for an unknown dataset."""
     from .registry import dataset_spec
 
-    return dataset_spec(dataset).check(Path(data_dir), task)
+    return dataset_spec(dataset).check(Path(data_dir), task, data_cfg)
+
+
+def _split_settings(data_cfg: Mapping | None) -> str:
+    """The data settings a check depends on, as a short tag for the remembered check's name ('' for none)."""
+    settings = {k: data_cfg.get(k) for k in ("val_fraction", "split_seed")} if data_cfg else {}
+    if not any(v is not None for v in settings.values()):
+        return ""
+    return "-" + hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 def require_valid(dataset: str, data_dir: str | os.PathLike, memo_dir: str | os.PathLike | None = None,
-                  task: str | None = None) -> None:
+                  task: str | None = None, data_cfg: Mapping | None = None) -> None:
     """Raise DataError (a ValueError) listing every problem, each with its file; do nothing when all is well.
 
     memo_dir: remember a passed check there, keyed on the dataset's file listing (paths, sizes, modification
     times) and this checker's code, so that later runs on unchanged data skip re-reading every volume (minutes
-    on the real datasets). Any change to the files or the checker checks again; failures are never remembered.
+    on the real datasets). Any change to the files, the checker or the settings it used (`data_cfg`) checks
+    again; failures are never remembered.
     """
     marker = None
     if memo_dir is not None:
-        name = check_dataset_name(dataset) + (f"-{task}" if task else "")
+        name = check_dataset_name(dataset) + (f"-{task}" if task else "") + _split_settings(data_cfg)
         marker = Path(memo_dir) / f"{name}-{data_fingerprint(data_dir)}.ok"
         if marker.exists():
             return
-    problems = check_data(dataset, data_dir, task)
+    problems = check_data(dataset, data_dir, task, data_cfg)
     if problems:
         raise DataError(problems, dataset, data_dir)
     if marker is not None:

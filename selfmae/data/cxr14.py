@@ -133,7 +133,8 @@ def empty_split_problems(data_dir: Path, sizes: dict[str, int], patients: set[st
     (the validation split is carved from train_val by patient, so it needs at least two patients)."""
     why = {"train": f"train_val's {len(patients)} patient(s) all went to the validation split",
            "val": f"{SPLIT_LISTS['train_val']} names images of {len(patients)} patient(s) and the validation "
-                  f"split is carved by patient (val_fraction={val_fraction:g}): at least 2 patients are needed",
+                  f"split is carved by patient (data.val_fraction={val_fraction:g}): at least 2 patients are "
+                  "needed",
            "test": f"{SPLIT_LISTS['test']} names no image"}
     source = {"train": "train_val", "val": "train_val", "test": "test"}
     return [DataProblem(str(Path(data_dir) / SPLIT_LISTS[source[k]]), f"split {k!r} is empty: {why[k]}")

@@ -3,7 +3,7 @@
     from selfmae.data.registry import dataset_spec
     spec = dataset_spec(cfg["data"])          # or dataset_spec("btcv")
     spec.read(data_cfg, task)                 # {"train", "val"[, "test"]} item lists (its reader and folder layout)
-    spec.check(data_dir, task)                # every problem on disk, each naming its file
+    spec.check(data_dir, task, data_cfg)      # every problem on disk, each naming its file
     spec.transforms(data_cfg, task, train)    # the MONAI pipeline (train / eval)
     spec.inspect_transforms(data_cfg)         # the deterministic eval preprocessing of one image, no label needed
     spec.eval_classes(data_cfg)               # (evaluated class or region names, output channels holding them)
@@ -45,9 +45,10 @@ class CXR14(DatasetSpec):
         return read_cxr14(data_cfg["data_dir"], float(data_cfg["val_fraction"]), int(data_cfg["split_seed"]),
                           data_cfg.get("max_images"))
 
-    def check(self, data_dir, task=None):
+    def check(self, data_dir, task=None, data_cfg=None):
         from .checks import check_cxr14
-        return check_cxr14(Path(data_dir))
+        split = {k: data_cfg[k] for k in ("val_fraction", "split_seed") if data_cfg and data_cfg.get(k) is not None}
+        return check_cxr14(Path(data_dir), **split)
 
     def transforms(self, data_cfg, task, train):
         from .transforms import cxr14_transforms
@@ -72,7 +73,7 @@ class BTCV(DatasetSpec):
         splits = read_btcv(data_cfg["data_dir"])
         return _without_labels(splits) if task == "pretrain" else splits
 
-    def check(self, data_dir, task=None):
+    def check(self, data_dir, task=None, data_cfg=None):
         from .checks import check_btcv
         return check_btcv(Path(data_dir))
 
@@ -100,7 +101,7 @@ class BraTS(DatasetSpec):
         splits = read_brats(data_cfg["data_dir"], float(data_cfg["val_fraction"]), int(data_cfg["split_seed"]))
         return _without_labels(splits) if task == "pretrain" else splits
 
-    def check(self, data_dir, task=None):
+    def check(self, data_dir, task=None, data_cfg=None):
         from .checks import check_brats
         return check_brats(Path(data_dir))
 
@@ -150,7 +151,7 @@ class MedMNIST(DatasetSpec):
         from .medmnist import medmnist_file, read_medmnist
         return read_medmnist(medmnist_file(data_cfg), data_cfg.get("spatial_dims"))
 
-    def check(self, data_dir, task=None):
+    def check(self, data_dir, task=None, data_cfg=None):
         from .checks import check_medmnist
         return check_medmnist(Path(data_dir))
 
@@ -205,7 +206,7 @@ class Decathlon(DatasetSpec):
         return read_decathlon(data_cfg["data_dir"], float(data_cfg["val_fraction"]), int(data_cfg["split_seed"]),
                               with_labels=task != "pretrain")
 
-    def check(self, data_dir, task=None):
+    def check(self, data_dir, task=None, data_cfg=None):
         from .decathlon import check_decathlon
         return check_decathlon(Path(data_dir), task)
 

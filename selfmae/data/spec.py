@@ -53,8 +53,10 @@ class DatasetSpec:
         labels. Raises DataError naming the file when the layout cannot be read or a split is empty."""
         raise NotImplementedError
 
-    def check(self, data_dir: Path, task: str | None = None) -> list[DataProblem]:
-        """Every problem of the folder (or file) on disk, each naming its file; [] when it is usable."""
+    def check(self, data_dir: Path, task: str | None = None, data_cfg: Mapping | None = None) -> list[DataProblem]:
+        """Every problem of the folder (or file) on disk, each naming its file; [] when it is usable. `data_cfg`:
+        the run's data section, for checks that depend on its settings (CXR14: the validation split it carves);
+        None checks with the defaults."""
         raise NotImplementedError
 
     def transforms(self, data_cfg: Mapping, task: str, train: bool):

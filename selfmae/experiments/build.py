@@ -64,7 +64,7 @@ def build_data(cfg: Mapping, task: str | None = None, check: bool = True) -> dic
     fraction = data_cfg.pop("label_fraction", 1.0)
     if check:
         require_valid(data_cfg["dataset"], data_cfg["data_dir"], memo_dir=data_check_memo_dir(),
-                      task=task or cfg["task"])
+                      task=task or cfg["task"], data_cfg=data_cfg)
     datasets = build_datasets(data_cfg, task or cfg["task"])
     if fraction < 1.0:
         datasets = dict(datasets, train=label_subset(datasets["train"], fraction, data_cfg.get("split_seed", 0)))
@@ -81,8 +81,11 @@ def require_nonempty(datasets: Mapping, data_cfg: Mapping, fraction: float = 1.0
     if empty:
         settings = {k: data_cfg[k] for k in ("val_fraction", "split_seed", "max_images") if data_cfg.get(k) is not None}
         settings.update({"label_fraction": fraction} if fraction < 1.0 else {})
+        need = {"val": ": training picks its best checkpoint on the validation split, so data.val_fraction must "
+                       "carve a non-empty one"}
         raise DataError([DataProblem(str(data_cfg["data_dir"]), f"split {name!r} is empty after splitting "
-                                                                f"(settings {settings})") for name in empty],
+                                                                f"(settings {settings}){need.get(name, '')}")
+                         for name in empty],
                         data_cfg["dataset"], data_cfg["data_dir"])
 
 
