@@ -218,5 +218,8 @@ def _train_or_evaluate(args: argparse.Namespace):
     if args.command == "pretrain":
         return experiments.run_pretrain(cfg, out_dir=args.out_dir, force=args.force)
     if args.command == "finetune":
-        return experiments.run_finetune(cfg, out_dir=args.out_dir, force=args.force)
-    return experiments.run_evaluate(cfg, checkpoint=args.checkpoint, out_dir=args.out_dir)
+        out_dir = args.out_dir or experiments.default_run_dir(cfg)
+        return {"out_dir": str(out_dir), **experiments.run_finetune(cfg, out_dir=out_dir, force=args.force)}
+    out_dir = experiments.evaluation_dir(args.checkpoint, args.out_dir)
+    return {"out_dir": str(out_dir), **experiments.run_evaluate(cfg, checkpoint=args.checkpoint, out_dir=out_dir,
+                                                                 force=args.force)}

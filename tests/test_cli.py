@@ -65,3 +65,34 @@ def test_cli_says_a_run_is_reused_and_refuses_other_settings_in_one_line(tmp_pat
     assert main([*run[:3], "--out-dir", str(tmp_path / "a-file" / "pre"), *run[5:]]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "a-file is a file, not a folder" in err and "Traceback" not in err
+
+
+def test_cli_evaluate_names_its_folder_reuses_it_and_never_overwrites_another_evaluation(tmp_path, monkeypatch,
+                                                                                         capsys):
+    """finetune and evaluate print the folder they wrote (`out_dir`); an evaluation asked again is reused, one with
+    other settings into the same folder is refused in one line (its files untouched) and --force moves it into
+    previous-<timestamp>/ (was: overwritten without a word)."""
+    monkeypatch.setenv("SELFMAE_SYNTHETIC", str(tmp_path / "synthetic"))
+    monkeypatch.setenv("SELFMAE_PROGRESS", "0")
+    steps = ["--device", "cpu", "--set", "train.epochs=1", "--set", "train.max_steps=1"]
+    assert main(["finetune", "--config", "finetune_cxr14", "--out-dir", str(tmp_path / "ft"), *steps]) == 0
+    assert json.loads(capsys.readouterr().out)["out_dir"] == str(tmp_path / "ft")
+    evaluate = ["evaluate", "--config", "finetune_cxr14", "--checkpoint", str(tmp_path / "ft" / "best.pt"), *steps]
+    folder = tmp_path / "ft" / "evaluate-best"
+    assert main(evaluate) == 0
+    first = json.loads(capsys.readouterr().out)
+    summary = (folder / "summary.json").read_text()
+    assert first["out_dir"] == str(folder) and json.loads((folder / "run.json").read_text())["checkpoint_sha256"]
+
+    assert main(evaluate) == 0
+    again = capsys.readouterr()
+    assert "reused, not evaluated again" in again.err and json.loads(again.out)["mAUC"] == first["mAUC"]
+
+    other = [*evaluate, "--set", "data.split_seed=1"]
+    assert main(other) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "data.split_seed" in err and "--force" in err and "Traceback" not in err
+    assert (folder / "summary.json").read_text() == summary
+    assert main([*other, "--force"]) == 0
+    capsys.readouterr()
+    assert [p.read_text() for p in folder.glob("previous-*/summary.json")] == [summary]

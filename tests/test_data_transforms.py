@@ -137,7 +137,7 @@ def test_training_items_are_plain_tensors_cached_without_metadata_eval_keeps_aff
     assert isinstance(val["image"], MetaTensor) and val["image"].affine.shape == (4, 4)
 
 
-def test_a_brats_fine_tuning_records_the_label_ids_of_each_region(base, tmp_path):
+def test_a_brats_fine_tuning_records_the_label_ids_of_each_region(base, tmp_path, caplog):
     """run.json's `labels` (training and evaluation) says which label ids made each region, as this folder's
     dataset.json names them (here enhancing tumour is id 2, not MSD's 3): the config's et_convention alone does not
     say it."""
@@ -158,3 +158,8 @@ def test_a_brats_fine_tuning_records_the_label_ids_of_each_region(base, tmp_path
     expected = {"et_convention": "dataset_json", "regions": {"TC": [2, 3], "WT": [1, 2, 3], "ET": [2]}}
     for folder in ("ft", "ev"):
         assert json.loads((tmp_path / folder / "run.json").read_text())["labels"] == expected
+    assert "other label" not in caplog.text and "trained with data.et_convention" not in caplog.text
+    code = {**cfg, "data": {**cfg["data"], "et_convention": "selfmedmae_code"}}   # ET scored as label 3 (core)
+    run_evaluate(code, result.best_ckpt, tmp_path / "ev-code")
+    assert ("trained with data.et_convention=dataset_json, this evaluation uses data.et_convention=selfmedmae_code"
+            in caplog.text and "--set data.et_convention=dataset_json" in caplog.text)

@@ -67,6 +67,7 @@ class BTCV(DatasetSpec):
     name, tasks, segmentation_kind = "btcv", ("segment",), "classes"
     data_keys = ("data_dir", "roi_size", "spacing", "a_min", "a_max", "organs", "num_samples")
     release_folder, image_folder, train_size = "BTCV", "RawData/Training/img", 18
+    label_keys = ("organs",)
 
     def read(self, data_cfg, task):
         from .btcv import read_btcv
@@ -95,6 +96,7 @@ class BraTS(DatasetSpec):
     name, tasks, segmentation_kind = "brats", ("segment",), "regions"
     data_keys = ("data_dir", "roi_size", "spacing", "et_convention", "num_samples", "val_fraction", "split_seed")
     release_folder, train_size = "Task01_BrainTumour", 387
+    label_keys = ("et_convention",)
 
     def read(self, data_cfg, task):
         from .brats import read_brats

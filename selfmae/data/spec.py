@@ -92,6 +92,8 @@ class DatasetSpec:
         """(names of the evaluated classes, output channels that hold them; None = channel i holds name i)."""
         return tuple(data_cfg.get("label_names") or ("label",)), None
 
+    label_keys: tuple[str, ...] = ()   # data settings that decide what each output channel is trained on
+
     def label_record(self, data_cfg: Mapping) -> dict | None:
         """How this run turns the dataset's labels into what it trains on, for the run record (run.json
         `labels`), where the config alone does not say it; None when it does."""

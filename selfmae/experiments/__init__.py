@@ -18,8 +18,8 @@ from selfmae.experiments.build import (SYNTHETIC_ROOT, build_data, build_model_f
                                        resolve_data_dir, sliding_window_settings)
 from selfmae.experiments.figures import example_gallery, reconstruction_examples, segmentation_examples
 from selfmae.experiments.results import last_epoch_scores, load_history, study_histories
-from selfmae.experiments.stages import (default_run_dir, eval_split, run_evaluate, run_finetune, run_pretrain,
-                                        run_training, stored_summary, summary)
+from selfmae.experiments.stages import (default_run_dir, eval_split, evaluation_dir, run_evaluate, run_finetune,
+                                        run_pretrain, run_training, stored_summary, summary)
 from selfmae.experiments.studies import (ablation_epochs, ablation_study, finetune_many, finetune_study, init_methods,
                                          label_fraction_overrides)
 
@@ -28,6 +28,7 @@ __all__ = [
     "build_model_for", "default_run_dir", "eval_classes", "eval_split", "example_gallery", "finetune_many",
     "finetune_study", "init_methods", "label_fraction_overrides", "label_subset", "last_epoch_scores", "load_history",
     "load_trained", "make_task", "medmnist_labels", "medmnist_sample", "num_outputs", "reconstruction_examples", "require_nonempty",
-    "resolve_data_dir", "run_evaluate", "run_finetune", "run_pretrain", "run_training", "segmentation_examples",
+    "resolve_data_dir", "evaluation_dir", "run_evaluate", "run_finetune", "run_pretrain", "run_training",
+    "segmentation_examples",
     "sliding_window_settings", "stored_summary", "study_histories", "summary",
 ]

@@ -147,24 +147,42 @@ def eval_split(datasets: Mapping) -> str:
     return "test" if "test" in datasets else "val"
 
 
+def evaluation_dir(checkpoint: str | Path, out_dir: str | Path | None = None) -> Path:
+    """Where `run_evaluate` writes: `out_dir`, by default `<checkpoint's folder>/evaluate-<checkpoint name>/`."""
+    return Path(out_dir or Path(checkpoint).parent / f"evaluate-{Path(checkpoint).stem}")
+
+
 def run_evaluate(cfg: Mapping, checkpoint: str | Path, out_dir: str | Path | None = None,
-                 datasets: Mapping | None = None) -> dict:
+                 datasets: Mapping | None = None, force: bool = False) -> dict:
     """Evaluate `checkpoint` on the evaluation split: a per-case (per-label for CXR14) CSV and a flat
-    summary.json (`dice`, `hd95`, `dice/<organ>`, ... or `mAUC`, `auc/<label>`) in `out_dir`, by default
-    `<checkpoint's folder>/evaluate-<checkpoint name>/` (a run's own summary is written by `run_finetune` alone).
+    summary.json (`dice`, `hd95`, `dice/<organ>`, ... or `mAUC`, `auc/<label>`) in `evaluation_dir(checkpoint,
+    out_dir)` (a run's own summary is written by `run_finetune` alone).
+
     A folder of its own also gets the run record (config.yaml: the config given here; run.json: its hash, the
-    checkpoint, commit, packages, hardware); a training run's folder keeps its training record.
+    checkpoint and its SHA-256, commit, packages, hardware); a training run's folder keeps its training record.
+    Such a folder is never silently overwritten: an earlier evaluation of the same config and checkpoint bytes is
+    reused (its summary returned, nothing re-computed); another one raises OutputDirError unless `force`, which
+    moves it into `previous-<timestamp>/`. A model trained with other label settings than `cfg`'s (BraTS
+    data.et_convention, BTCV data.organs) is evaluated, with a warning: its channels are scored against other labels.
     The summary's `init` is the one the checkpoint's training recorded (this config's when it recorded none)."""
     from monai.data import DataLoader
 
     from selfmae.eval import evaluate_segmentation
+    from selfmae.provenance import file_sha256
     from selfmae.train import resolve_device
 
-    out_dir = Path(out_dir or Path(checkpoint).parent / f"evaluate-{Path(checkpoint).stem}")
+    out_dir = evaluation_dir(checkpoint, out_dir)
+    own_folder = not any((out_dir / name).exists() for name in ("done.json", "last.pt"))   # not a training run's
+    checkpoint_sha256 = file_sha256(checkpoint) if Path(checkpoint).is_file() else None
+    if own_folder:
+        stored = _earlier_evaluation(out_dir, cfg, checkpoint, checkpoint_sha256, force)
+        if stored is not None:
+            return stored
     out_dir.mkdir(parents=True, exist_ok=True)
     datasets = datasets or build_data(cfg)
     device = resolve_device(cfg["train"]["device"])
     model = load_trained(cfg, checkpoint).to(device)
+    _warn_other_label_settings(model, cfg, checkpoint)
     split = eval_split(datasets)
     csv_path = out_dir / f"per_case_{split}.csv"
     with torch.no_grad():
@@ -184,9 +202,59 @@ def run_evaluate(cfg: Mapping, checkpoint: str | Path, out_dir: str | Path | Non
                "checkpoint": str(checkpoint),
                "seed": cfg["train"]["seed"], "init": _trained_init(model, cfg), **metrics}
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, default=float))
-    if not any((out_dir / name).exists() for name in ("done.json", "last.pt")):   # not a training run's folder
-        save_run_record(cfg, out_dir, extra={"checkpoint": str(checkpoint), "split": split, **label_record(cfg)})
+    if own_folder:
+        save_run_record(cfg, out_dir, extra={"checkpoint": str(checkpoint), "checkpoint_sha256": checkpoint_sha256,
+                                             "split": split, **label_record(cfg)})
     return summary
+
+
+def _earlier_evaluation(out_dir: Path, cfg: Mapping, checkpoint: str | Path, checkpoint_sha256: str | None,
+                        force: bool) -> dict | None:
+    """The stored summary when `out_dir` holds an evaluation of this config and these checkpoint bytes; None when
+    it holds none (or `force` moved another one into previous-<timestamp>/). OutputDirError for another one."""
+    import yaml
+
+    from selfmae.train import OutputDirError
+    from selfmae.train.device import read_json_record
+    from selfmae.train.rundir import archive
+    from selfmae.train.settings import incompatible_keys
+
+    if not out_dir.is_dir() or not any(p for p in out_dir.iterdir() if not p.name.startswith("previous-")):
+        return None
+    record, stored = read_json_record(out_dir / "run.json") or {}, read_json_record(out_dir / "summary.json")
+    try:
+        earlier = yaml.safe_load((out_dir / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        earlier = {}
+    diffs = incompatible_keys(earlier, cfg, strict=True) if earlier else ["its config.yaml is missing"]
+    if checkpoint_sha256 is None or record.get("checkpoint_sha256") != checkpoint_sha256:
+        diffs.append(f"the checkpoint: {record.get('checkpoint', 'not recorded')} holding SHA-256 "
+                     f"{str(record.get('checkpoint_sha256'))[:12]}..., now {checkpoint} holding "
+                     f"{str(checkpoint_sha256)[:12]}...")
+    if not diffs and stored is not None:
+        log.info("%s: an evaluation of this checkpoint with these settings is there: reused, not evaluated again "
+                 "(force=True, CLI --force, re-runs)", out_dir)
+        return stored
+    if force:
+        archive(out_dir)
+        return None
+    raise OutputDirError(f"{out_dir} holds another evaluation ({'; '.join(diffs) or 'no summary.json'}): evaluating "
+                         f"here would overwrite it; use another out_dir (CLI: --out-dir) or force=True (CLI: "
+                         f"--force), which moves it into previous-<timestamp>/")
+
+
+def _warn_other_label_settings(model: torch.nn.Module, cfg: Mapping, checkpoint: str | Path) -> None:
+    """Warn when the checkpoint was trained with other label settings (`DatasetSpec.label_keys`) than `cfg`'s:
+    its output channels would be scored against labels they were not trained on (e.g. ET = label 2 or 3)."""
+    trained = ((getattr(model, "checkpoint_info", None) or {}).get("config") or {}).get("data") or {}
+    diffs = {k: trained[k] for k in dataset_spec(cfg["data"]).label_keys
+             if k in trained and trained[k] != cfg["data"].get(k)}
+    if diffs:
+        log.warning("%s was trained with %s, this evaluation uses %s: its outputs are scored against labels they "
+                    "were not trained on (to score them as trained: %s)", checkpoint,
+                    ", ".join(f"data.{k}={v}" for k, v in diffs.items()),
+                    ", ".join(f"data.{k}={cfg['data'].get(k)}" for k in diffs),
+                    " ".join(f"--set data.{k}={v}" for k, v in diffs.items()))
 
 
 def _trained_init(model: torch.nn.Module, cfg: Mapping) -> str:
