@@ -224,11 +224,16 @@ def test_cli_says_in_one_line_that_weights_do_not_fit_the_model(finished_pretrai
 
 
 def test_load_report_tells_encoder_tensors_the_file_lacks_apart_from_a_new_head():
-    """Encoder tensors missing from the file (here a bias) are said to stay un-pre-trained, apart from a new head;
-    file tensors outside the encoder are listed as unused."""
+    """Encoder tensors missing from the file are said to stay un-pre-trained, except biases whose weights were
+    loaded (a file whose layers have no bias: said apart, so that a whole pre-trained encoder does not read as
+    untrained); a new head is listed apart; file tensors outside the encoder are listed as unused."""
     text = str(LoadReport(loaded=["encoder.blocks.0.attn.qkv.weight"], source="x.pt (mae)", encoder_prefix="encoder.",
-                          missing=["encoder.blocks.0.attn.qkv.bias", "head.weight"], unexpected=["decoder_embed.weight"]))
-    encoder_line, head_line, unused_line = text.splitlines()[1:]
-    assert "encoder tensors not in the file (1" in encoder_line and encoder_line.endswith("attn.qkv.bias")
+                          missing=["encoder.blocks.0.attn.qkv.bias", "encoder.blocks.1.mlp.fc1.weight",
+                                   "encoder.blocks.1.mlp.fc1.bias", "head.weight"],
+                          unexpected=["decoder_embed.weight"]))
+    encoder_line, bias_line, head_line, unused_line = text.splitlines()[1:]
+    assert "encoder tensors not in the file (2" in encoder_line and "not pre-trained" in encoder_line
+    assert encoder_line.endswith("blocks.1.mlp.fc1.weight, encoder.blocks.1.mlp.fc1.bias")
+    assert "encoder biases not in the file (1" in bias_line and bias_line.endswith("encoder.blocks.0.attn.qkv.bias")
     assert "outside the encoder" in head_line and head_line.endswith("head.weight")
     assert "unused (1" in unused_line and unused_line.endswith("decoder_embed.weight")

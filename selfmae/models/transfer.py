@@ -91,9 +91,15 @@ class LoadReport:
         lines += [f"  adapted: {a}" for a in self.adapted]
         in_encoder = [k for k in self.missing if self.encoder_prefix is not None and k.startswith(self.encoder_prefix)]
         outside = [k for k in self.missing if k not in in_encoder]
-        lines += [f"  encoder tensors not in the file ({len(in_encoder)}; they keep their random init, so this "
-                  f"part of the encoder is not pre-trained): {short(in_encoder)}"] if in_encoder else []
-        lines += [f"  outside the encoder, not in the file ({len(outside)}; trained from their random init, as "
+        loaded = set(self.loaded)
+        biases = [k for k in in_encoder if k.endswith(".bias") and k.removesuffix("bias") + "weight" in loaded]
+        weights = [k for k in in_encoder if k not in biases]
+        lines += [f"  encoder tensors not in the file ({len(weights)}; they keep their initial values, so this "
+                  f"part of the encoder is not pre-trained): {short(weights)}"] if weights else []
+        lines += [f"  encoder biases not in the file ({len(biases)}; their layers' weights are loaded from it, "
+                  f"its layers were built without these biases, so they start at zero, as MAE initialises "
+                  f"biases): {short(biases)}"] if biases else []
+        lines += [f"  outside the encoder, not in the file ({len(outside)}; trained from their initial values, as "
                   f"a new head or decoder is): {short(outside)}"] if outside else []
         lines += [f"  unused ({len(self.unexpected)}; in the file but not this model's encoder, e.g. an MAE decoder "
                   f"and mask token, another model's decoder, a final norm this model replaces): "
