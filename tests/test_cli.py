@@ -49,7 +49,7 @@ def test_cli_says_a_run_is_reused_and_refuses_other_settings_in_one_line(tmp_pat
            "--set", "train.epochs=1", "--set", "train.max_steps=1"]
     assert main(run) == 0
     first = capsys.readouterr()
-    assert "reused" not in first.err and "epoch 1:" in first.err   # the engine's epoch line is shown
+    assert "reused, not trained again" not in first.err and "epoch 1:" in first.err   # the epoch line is shown
     assert json.loads(first.out)["epochs"] == 1                    # stdout holds the JSON result alone
     done = (tmp_path / "pre" / "done.json").read_text()
 

@@ -188,17 +188,22 @@ def test_a_passed_check_is_remembered_until_a_file_changes(base, tmp_path, monke
     root = phantom_copy("btcv", base, tmp_path)
     memo, calls, real = tmp_path / "memo", [], checks_mod.check_data
     monkeypatch.setattr(checks_mod, "check_data", lambda *a: calls.append(a) or real(*a))
-    require_valid("btcv", root, memo)
-    require_valid("btcv", root, memo)  # unchanged data: remembered, not read again
+    assert require_valid("btcv", root, memo) is False   # checked now
+    assert require_valid("btcv", root, memo) is True    # unchanged data: remembered, not read again
     assert len(calls) == 1 and len(list(memo.glob("btcv-*.ok"))) == 1
+    settings = {"val_fraction": 0.5, "split_seed": 3}   # other split settings: checked again, remembered apart
+    assert require_valid("btcv", root, memo, data_cfg=settings) is False
+    assert require_valid("btcv", root, memo, data_cfg=settings) is True
+    assert len(calls) == 2 and len(list(memo.glob("btcv-*.ok"))) == 2
+    calls.clear()
     volume = sorted(root.rglob("*.nii.gz"))[0]
     volume.write_bytes(volume.read_bytes()[:200])  # truncated: the listing changes, so it is checked again
     with pytest.raises(DataError, match=volume.name):
         require_valid("btcv", root, memo)
-    assert len(calls) == 2
+    assert len(calls) == 1
     with pytest.raises(DataError):  # a failed check is never remembered
         require_valid("btcv", root, memo)
-    assert len(calls) == 3
+    assert len(calls) == 2
 
 
 def test_passed_checks_are_remembered_in_the_user_cache_not_the_repository(base, tmp_path, monkeypatch):

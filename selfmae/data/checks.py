@@ -227,8 +227,9 @@ def _split_settings(data_cfg: Mapping | None) -> str:
 
 
 def require_valid(dataset: str, data_dir: str | os.PathLike, memo_dir: str | os.PathLike | None = None,
-                  task: str | None = None, data_cfg: Mapping | None = None) -> None:
-    """Raise DataError (a ValueError) listing every problem, each with its file; do nothing when all is well.
+                  task: str | None = None, data_cfg: Mapping | None = None) -> bool:
+    """Raise DataError (a ValueError) listing every problem, each with its file; when all is well return whether
+    the pass was remembered from an earlier check (True) or checked now (False).
 
     memo_dir: remember a passed check there, keyed on the dataset's file listing (paths, sizes, modification
     times) and this checker's code, so that later runs on unchanged data skip re-reading every volume (minutes
@@ -240,7 +241,7 @@ def require_valid(dataset: str, data_dir: str | os.PathLike, memo_dir: str | os.
         name = check_dataset_name(dataset) + (f"-{task}" if task else "") + _split_settings(data_cfg)
         marker = Path(memo_dir) / f"{name}-{data_fingerprint(data_dir)}.ok"
         if marker.exists():
-            return
+            return True
     problems = check_data(dataset, data_dir, task, data_cfg)
     if problems:
         raise DataError(problems, dataset, data_dir)
@@ -249,6 +250,7 @@ def require_valid(dataset: str, data_dir: str | os.PathLike, memo_dir: str | os.
             atomic_write_text(marker, f"{Path(data_dir).resolve()}\n")
         except OSError as err:   # a cache that cannot be written only costs the next run a full check
             warnings.warn(f"passed data check not remembered in {memo_dir}: {err.strerror or err}", stacklevel=2)
+    return False
 
 
 def data_fingerprint(data_dir: str | os.PathLike) -> str:

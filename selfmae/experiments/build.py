@@ -4,6 +4,7 @@ evaluated classes."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Mapping
@@ -15,6 +16,8 @@ from torch.utils.data import Dataset, Subset
 from selfmae.data.registry import dataset_spec
 from selfmae.io import atomic_write_text
 from selfmae.repro import REPO_ROOT
+
+log = logging.getLogger("selfmae.experiments")
 
 SYNTHETIC_ROOT = REPO_ROOT / "data" / "synthetic"
 
@@ -63,8 +66,11 @@ def build_data(cfg: Mapping, task: str | None = None, check: bool = True) -> dic
     data_cfg = dict(cfg["data"], data_dir=str(resolve_data_dir(cfg)))
     fraction = data_cfg.pop("label_fraction", 1.0)
     if check:
-        require_valid(data_cfg["dataset"], data_cfg["data_dir"], memo_dir=data_check_memo_dir(),
-                      task=task or cfg["task"], data_cfg=data_cfg)
+        memo = data_check_memo_dir()
+        remembered = require_valid(data_cfg["dataset"], data_cfg["data_dir"], memo_dir=memo,
+                                   task=task or cfg["task"], data_cfg=data_cfg)
+        log.debug("data check of %s at %s: %s", data_cfg["dataset"], data_cfg["data_dir"],
+                 f"passed earlier, files unchanged (remembered in {memo})" if remembered else "passed")
     datasets = build_datasets(data_cfg, task or cfg["task"])
     if fraction < 1.0:
         datasets = dict(datasets, train=label_subset(datasets["train"], fraction, data_cfg.get("split_seed", 0)))

@@ -63,11 +63,19 @@ def run_training(cfg: Mapping, out_dir: str | Path | None = None, force: bool = 
     # rules: never over a finished run's (force archives it first) nor over an unfinished one's
     return fit(model, make_task(cfg), datasets["train"], datasets["val"], cfg["train"], out_dir, force=force,
                run_config={"data": cfg["data"], "model": cfg["model"], "inputs": inputs},
-               on_new_run=lambda folder: save_run_record(cfg, folder, extra=record))
+               on_new_run=lambda folder: _start_record(cfg, folder, record))
 
 
 
 run_pretrain = run_training
+
+
+def _start_record(cfg: Mapping, folder: Path, record: Mapping) -> None:
+    """config.yaml + run.json of a run that starts training (after the engine's folder rules), saying how its
+    labels became targets where the config alone does not (BraTS regions)."""
+    if "labels" in record:
+        log.info("labels: %s", record["labels"])
+    save_run_record(cfg, folder, extra=record)
 
 
 def label_record(cfg: Mapping) -> dict:
