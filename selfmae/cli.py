@@ -26,6 +26,9 @@ from typing import Iterator
 from selfmae.data.registry import DATASETS, PAPER_DATASETS
 
 
+CHECK_SETTINGS = ("data.val_fraction", "data.split_seed")   # the settings a data check depends on
+
+
 def _parse_sets(pairs: list[str]) -> dict[str, str]:
     out = {}
     for pair in pairs or []:
@@ -100,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, required=True, help="dataset root (for medmnist: the .npz file)")
     p.add_argument("--task", choices=("pretrain", "classify", "segment"), default=None,
                    help="check what this stage needs (decathlon: labels only for segment; default: those present)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="data.KEY=VALUE",
+                   help=f"a data setting the check depends on, as the run sets it: {', '.join(CHECK_SETTINGS)} "
+                        "(CXR14's patient-wise validation split; default: the configs' 0.1 and 0)")
 
     p = sub.add_parser("pretrain", help="MAE self pre-training (resumes an interrupted run)")
     _add_run_args(p, "pretrain_btcv")
@@ -182,7 +188,12 @@ def _run(args: argparse.Namespace) -> int:
 
         from selfmae.data.registry import dataset_spec
 
-        problems = check_data(args.dataset, args.data_dir, args.task)
+        sets = _parse_sets(args.sets)
+        unknown = sorted(set(sets) - set(CHECK_SETTINGS))
+        if unknown:
+            raise SystemExit(f"error: check-data --set takes {', '.join(CHECK_SETTINGS)}, got {', '.join(unknown)}")
+        problems = check_data(args.dataset, args.data_dir, args.task,
+                              {k.removeprefix("data."): v for k, v in sets.items()} or None)
         print(f"{args.dataset} at {args.data_dir}: {len(problems)} problem(s)", flush=True)   # before the list
         for problem in problems:
             print(f"ERROR {problem}", file=sys.stderr)

@@ -136,6 +136,11 @@ def test_cxr14_with_one_patient_is_refused_before_training(tmp_path, capsys):
                    "--out-dir", str(tmp_path / f"run{fraction}"), "--set", f"data.val_fraction={fraction}"])
         err = capsys.readouterr().err
         assert rc == 1 and said in err and "Traceback" not in err, err
+    # check-data checks the split the run would carve when told its settings, and names the ones it takes
+    assert main(["check-data", "--dataset", "cxr14", "--data-dir", str(root), "--set", "data.val_fraction=0.5"]) == 1
+    assert "(data.val_fraction=0.5): at least 2 patients" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="data.val_fraction, data.split_seed, got train.lr"):
+        main(["check-data", "--dataset", "cxr14", "--data-dir", str(root), "--set", "train.lr=1"])
 
 
 def test_brats_with_one_case_cannot_be_split(tmp_path):
