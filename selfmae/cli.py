@@ -23,10 +23,11 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
+from selfmae.data.checks import SPLIT_KEYS
 from selfmae.data.registry import DATASETS, PAPER_DATASETS
 
 
-CHECK_SETTINGS = ("data.val_fraction", "data.split_seed")   # the settings a data check depends on
+CHECK_SETTINGS = tuple(f"data.{k}" for k in SPLIT_KEYS)   # the settings a data check depends on
 
 
 def _parse_sets(pairs: list[str]) -> dict[str, str]:

@@ -218,9 +218,12 @@ def check_data(dataset: str, data_dir: str | os.PathLike, task: str | None = Non
     return dataset_spec(dataset).check(Path(data_dir), task, data_cfg)
 
 
+SPLIT_KEYS = ("val_fraction", "split_seed")   # the data settings a check depends on (CXR14's validation split)
+
+
 def _split_settings(data_cfg: Mapping | None) -> str:
     """The data settings a check depends on, as a short tag for the remembered check's name ('' for none)."""
-    settings = {k: data_cfg.get(k) for k in ("val_fraction", "split_seed")} if data_cfg else {}
+    settings = {k: data_cfg.get(k) for k in SPLIT_KEYS} if data_cfg else {}
     if not any(v is not None for v in settings.values()):
         return ""
     return "-" + hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]

@@ -46,8 +46,8 @@ class CXR14(DatasetSpec):
                           data_cfg.get("max_images"))
 
     def check(self, data_dir, task=None, data_cfg=None):
-        from .checks import check_cxr14
-        split = {k: data_cfg[k] for k in ("val_fraction", "split_seed") if data_cfg and data_cfg.get(k) is not None}
+        from .checks import SPLIT_KEYS, check_cxr14
+        split = {k: data_cfg[k] for k in SPLIT_KEYS if data_cfg and data_cfg.get(k) is not None}
         return check_cxr14(Path(data_dir), **split)
 
     def transforms(self, data_cfg, task, train):

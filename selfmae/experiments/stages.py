@@ -181,7 +181,8 @@ def run_evaluate(cfg: Mapping, checkpoint: str | Path, out_dir: str | Path | Non
 
     out_dir = evaluation_dir(checkpoint, out_dir)
     own_folder = not any((out_dir / name).exists() for name in ("done.json", "last.pt"))   # not a training run's
-    checkpoint_sha256 = file_sha256(checkpoint) if Path(checkpoint).is_file() else None
+    # only an evaluation folder of its own records (and compares) the checkpoint's bytes
+    checkpoint_sha256 = file_sha256(checkpoint) if own_folder and Path(checkpoint).is_file() else None
     if own_folder:
         stored = _earlier_evaluation(out_dir, cfg, checkpoint, checkpoint_sha256, force)
         if stored is not None:
@@ -227,7 +228,7 @@ def _earlier_evaluation(out_dir: Path, cfg: Mapping, checkpoint: str | Path, che
     from selfmae.train.rundir import archive
     from selfmae.train.settings import incompatible_keys
 
-    if not out_dir.is_dir() or not any(p for p in out_dir.iterdir() if not p.name.startswith("previous-")):
+    if not out_dir.is_dir() or all(p.name.startswith("previous-") for p in out_dir.iterdir()):
         return None
     record, stored = read_json_record(out_dir / "run.json") or {}, read_json_record(out_dir / "summary.json")
     try:
@@ -254,7 +255,7 @@ def _earlier_evaluation(out_dir: Path, cfg: Mapping, checkpoint: str | Path, che
 def _warn_other_label_settings(model: torch.nn.Module, cfg: Mapping, checkpoint: str | Path) -> None:
     """Warn when the checkpoint was trained with other label settings (`DatasetSpec.label_keys`) than `cfg`'s:
     its output channels would be scored against labels they were not trained on (e.g. ET = label 2 or 3)."""
-    trained = ((getattr(model, "checkpoint_info", None) or {}).get("config") or {}).get("data") or {}
+    trained = _trained_config(model).get("data") or {}
     diffs = {k: trained[k] for k in dataset_spec(cfg["data"]).label_keys
              if k in trained and trained[k] != cfg["data"].get(k)}
     if diffs:
@@ -267,8 +268,12 @@ def _warn_other_label_settings(model: torch.nn.Module, cfg: Mapping, checkpoint:
 
 def _trained_init(model: torch.nn.Module, cfg: Mapping) -> str:
     """How the evaluated weights were initialised before training: the checkpoint's recorded model.init."""
-    trained = (getattr(model, "checkpoint_info", None) or {}).get("config") or {}
-    return (trained.get("model") or {}).get("init") or cfg["model"].get("init", "scratch")
+    return (_trained_config(model).get("model") or {}).get("init") or cfg["model"].get("init", "scratch")
+
+
+def _trained_config(model: torch.nn.Module) -> dict:
+    """The config a loaded checkpoint recorded for its training (`load_trained`'s `.checkpoint_info`); {} if none."""
+    return (getattr(model, "checkpoint_info", None) or {}).get("config") or {}
 
 
 def summary(result: Any) -> dict:
