@@ -23,11 +23,12 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
-from selfmae.data.checks import SPLIT_KEYS
-from selfmae.data.registry import DATASETS, PAPER_DATASETS
+from selfmae.data.registry import DATASETS, PAPER_DATASETS, REGISTRY
 
 
-CHECK_SETTINGS = tuple(f"data.{k}" for k in SPLIT_KEYS)   # the settings a data check depends on
+def _check_settings(dataset: str) -> tuple[str, ...]:
+    """The --set keys check-data takes for `dataset`: the data settings its check depends on."""
+    return tuple(f"data.{k}" for k in REGISTRY[dataset].check_keys)
 
 
 def _parse_sets(pairs: list[str]) -> dict[str, str]:
@@ -105,8 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=("pretrain", "classify", "segment"), default=None,
                    help="check what this stage needs (decathlon: labels only for segment; default: those present)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="data.KEY=VALUE",
-                   help=f"a data setting the check depends on, as the run sets it: {', '.join(CHECK_SETTINGS)} "
-                        "(CXR14's patient-wise validation split; default: the configs' 0.1 and 0)")
+                   help="a data setting the dataset's check depends on, as the run sets it: " + "; ".join(
+                       f"{name}: {', '.join(_check_settings(name))}" for name in DATASETS if _check_settings(name))
+                   + " (CXR14's patient-wise validation split; default: the configs' 0.1 and 0); the other "
+                     "datasets' checks depend on no setting")
 
     p = sub.add_parser("pretrain", help="MAE self pre-training (resumes an interrupted run)")
     _add_run_args(p, "pretrain_btcv")
@@ -190,9 +193,11 @@ def _run(args: argparse.Namespace) -> int:
         from selfmae.data.registry import dataset_spec
 
         sets = _parse_sets(args.sets)
-        unknown = sorted(set(sets) - set(CHECK_SETTINGS))
+        allowed = _check_settings(args.dataset)
+        unknown = sorted(set(sets) - set(allowed))
         if unknown:
-            raise SystemExit(f"error: check-data --set takes {', '.join(CHECK_SETTINGS)}, got {', '.join(unknown)}")
+            takes = f"takes {', '.join(allowed)}" if allowed else "takes no setting: its check depends on none"
+            raise SystemExit(f"error: check-data --set for {args.dataset} {takes}; got {', '.join(unknown)}")
         problems = check_data(args.dataset, args.data_dir, args.task,
                               {k.removeprefix("data."): v for k, v in sets.items()} or None)
         print(f"{args.dataset} at {args.data_dir}: {len(problems)} problem(s)", flush=True)   # before the list

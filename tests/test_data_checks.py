@@ -191,10 +191,9 @@ def test_a_passed_check_is_remembered_until_a_file_changes(base, tmp_path, monke
     assert require_valid("btcv", root, memo) is False   # checked now
     assert require_valid("btcv", root, memo) is True    # unchanged data: remembered, not read again
     assert len(calls) == 1 and len(list(memo.glob("btcv-*.ok"))) == 1
-    settings = {"val_fraction": 0.5, "split_seed": 3}   # other split settings: checked again, remembered apart
-    assert require_valid("btcv", root, memo, data_cfg=settings) is False
-    assert require_valid("btcv", root, memo, data_cfg=settings) is True
-    assert len(calls) == 2 and len(list(memo.glob("btcv-*.ok"))) == 2
+    # settings its check does not depend on (BTCV's check reads no split setting) keep the remembered pass
+    assert require_valid("btcv", root, memo, data_cfg={"val_fraction": 0.5, "split_seed": 3}) is True
+    assert len(calls) == 1
     calls.clear()
     volume = sorted(root.rglob("*.nii.gz"))[0]
     volume.write_bytes(volume.read_bytes()[:200])  # truncated: the listing changes, so it is checked again
@@ -204,6 +203,23 @@ def test_a_passed_check_is_remembered_until_a_file_changes(base, tmp_path, monke
     with pytest.raises(DataError):  # a failed check is never remembered
         require_valid("btcv", root, memo)
     assert len(calls) == 2
+
+
+def test_a_remembered_cxr14_check_is_keyed_on_the_split_it_carved(base, tmp_path, monkeypatch):
+    """CXR14's check carves the run's patient-wise validation split (`DatasetSpec.check_keys`): other split
+    settings are checked again and remembered apart; a setting the check does not read changes nothing."""
+    import selfmae.data.checks as checks_mod
+
+    root = phantom_copy("cxr14", base, tmp_path)
+    memo, calls, real = tmp_path / "memo", [], checks_mod.check_data
+    monkeypatch.setattr(checks_mod, "check_data", lambda *a: calls.append(a) or real(*a))
+    defaults = {"val_fraction": 0.1, "split_seed": 0, "resize": 256}
+    assert require_valid("cxr14", root, memo, data_cfg=defaults) is False
+    assert require_valid("cxr14", root, memo, data_cfg={**defaults, "resize": 128}) is True
+    other = {**defaults, "split_seed": 3}
+    assert require_valid("cxr14", root, memo, data_cfg=other) is False
+    assert require_valid("cxr14", root, memo, data_cfg=other) is True
+    assert len(calls) == 2 and len(list(memo.glob("cxr14-*.ok"))) == 2
 
 
 def test_passed_checks_are_remembered_in_the_user_cache_not_the_repository(base, tmp_path, monkeypatch):

@@ -139,8 +139,10 @@ def test_cxr14_with_one_patient_is_refused_before_training(tmp_path, capsys):
     # check-data checks the split the run would carve when told its settings, and names the ones it takes
     assert main(["check-data", "--dataset", "cxr14", "--data-dir", str(root), "--set", "data.val_fraction=0.5"]) == 1
     assert "(data.val_fraction=0.5): at least 2 patients" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="data.val_fraction, data.split_seed, got train.lr"):
+    with pytest.raises(SystemExit, match="for cxr14 takes data.val_fraction, data.split_seed; got train.lr"):
         main(["check-data", "--dataset", "cxr14", "--data-dir", str(root), "--set", "train.lr=1"])
+    with pytest.raises(SystemExit, match="for btcv takes no setting: its check depends on none; got data.split_seed"):
+        main(["check-data", "--dataset", "btcv", "--data-dir", str(root), "--set", "data.split_seed=1"])
 
 
 def test_brats_with_one_case_cannot_be_split(tmp_path):

@@ -218,12 +218,12 @@ def check_data(dataset: str, data_dir: str | os.PathLike, task: str | None = Non
     return dataset_spec(dataset).check(Path(data_dir), task, data_cfg)
 
 
-SPLIT_KEYS = ("val_fraction", "split_seed")   # the data settings a check depends on (CXR14's validation split)
+def _check_settings(dataset: str, data_cfg: Mapping | None) -> str:
+    """The data settings `dataset`'s check depends on (`DatasetSpec.check_keys`), as a short tag for the
+    remembered check's name ('' for none, or when the run sets none of them)."""
+    from .registry import dataset_spec
 
-
-def _split_settings(data_cfg: Mapping | None) -> str:
-    """The data settings a check depends on, as a short tag for the remembered check's name ('' for none)."""
-    settings = {k: data_cfg.get(k) for k in SPLIT_KEYS} if data_cfg else {}
+    settings = {k: data_cfg.get(k) for k in dataset_spec(dataset).check_keys} if data_cfg else {}
     if not any(v is not None for v in settings.values()):
         return ""
     return "-" + hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
@@ -236,12 +236,13 @@ def require_valid(dataset: str, data_dir: str | os.PathLike, memo_dir: str | os.
 
     memo_dir: remember a passed check there, keyed on the dataset's file listing (paths, sizes, modification
     times) and this checker's code, so that later runs on unchanged data skip re-reading every volume (minutes
-    on the real datasets). Any change to the files, the checker or the settings it used (`data_cfg`) checks
+    on the real datasets). Any change to the files, the checker or the settings its check depends on (the
+    entries of `data_cfg` named by the dataset's `DatasetSpec.check_keys`; other settings do not matter) checks
     again; failures are never remembered.
     """
     marker = None
     if memo_dir is not None:
-        name = check_dataset_name(dataset) + (f"-{task}" if task else "") + _split_settings(data_cfg)
+        name = check_dataset_name(dataset) + (f"-{task}" if task else "") + _check_settings(dataset, data_cfg)
         marker = Path(memo_dir) / f"{name}-{data_fingerprint(data_dir)}.ok"
         if marker.exists():
             return True

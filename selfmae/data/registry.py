@@ -39,6 +39,7 @@ class CXR14(DatasetSpec):
     data_keys = ("data_dir", "resize", "crop", "val_fraction", "split_seed")
     release_folder, image_folder, train_size = "ChestX-ray14", "images", 77_871
     image_files = (".png",)
+    check_keys = ("val_fraction", "split_seed")   # the patient-wise validation split its check carves
 
     def read(self, data_cfg, task):
         from .cxr14 import read_cxr14
@@ -46,8 +47,8 @@ class CXR14(DatasetSpec):
                           data_cfg.get("max_images"))
 
     def check(self, data_dir, task=None, data_cfg=None):
-        from .checks import SPLIT_KEYS, check_cxr14
-        split = {k: data_cfg[k] for k in SPLIT_KEYS if data_cfg and data_cfg.get(k) is not None}
+        from .checks import check_cxr14
+        split = {k: data_cfg[k] for k in self.check_keys if data_cfg and data_cfg.get(k) is not None}
         return check_cxr14(Path(data_dir), **split)
 
     def transforms(self, data_cfg, task, train):

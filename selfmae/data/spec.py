@@ -46,6 +46,8 @@ class DatasetSpec:
     resizes_volumes = False                 # volumes are z-scored, then resized to data.resize (not resampled)
     image_files: tuple[str, ...] = (".nii.gz", ".nii")   # the files `read` names as images; () = arrays in memory
     bundle_files: tuple[str, ...] = ()     # files holding a whole dataset of images only it reads (MedMNIST .npz)
+    check_keys: tuple[str, ...] = ()        # data settings its `check` depends on (CXR14: the validation split);
+                                            # a remembered pass is keyed on them, check-data --set takes them
 
     def read(self, data_cfg: Mapping, task: str) -> dict[str, list[dict]]:
         """Item dicts per split ("train", "val"[, "test"]) of the data at data_cfg["data_dir"]: file paths
