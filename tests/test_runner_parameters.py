@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from selfmae.quiet_kernel import TCP_WARNING, DropTcpWarning
+from selfmae.quiet_kernel import SHUTDOWN_INTERRUPT, TCP_WARNING, DropRoutineLines
 from selfmae.runner import declared_parameters, reproduce
 
 HEAD = '# %% tags=["parameters"]\nprofile = "tiny"\ndata_dir = ""\nout_dir = ""\nresults_dir = ""\n'
@@ -46,6 +46,7 @@ def test_a_parameter_goes_only_to_the_notebooks_that_declare_it(tmp_path, nb_dir
     assert "imagenet_weights" in injected(tmp_path, "02_weights") and "imagenet_weights" not in injected(tmp_path, "01_plain")
     assert "unknown parameter" not in (out + err).lower()
     assert TCP_WARNING not in out + err                       # the kernel's start-up warning is silenced
+    assert SHUTDOWN_INTERRUPT not in out + err                # and the interrupt its shutdown sends
 
 
 def test_an_undeclared_parameter_is_an_error_naming_the_closest_name(tmp_path, nb_dir, capsys):
@@ -75,10 +76,14 @@ def test_a_weights_file_that_is_a_web_page_is_an_error_before_any_notebook_runs(
     assert rc == 2 and "vit_b16.pth" in err and "HTML page" in err
 
 
-def test_the_tcp_filter_drops_only_that_warning():
-    keep = logging.LogRecord("IPKernelApp", logging.WARNING, "", 0, "something else", None, None)
-    drop = logging.LogRecord("IPKernelApp", logging.WARNING, "", 0, TCP_WARNING + ". All communication ...", None, None)
-    assert DropTcpWarning().filter(keep) and not DropTcpWarning().filter(drop)
+def test_the_kernel_filter_drops_only_the_two_routine_lines():
+    def record(level, text):
+        return logging.LogRecord("IPKernelApp", level, "", 0, text, None, None)
+
+    assert DropRoutineLines().filter(record(logging.WARNING, "something else"))
+    assert DropRoutineLines().filter(record(logging.ERROR, "Exception in message handler:"))
+    assert not DropRoutineLines().filter(record(logging.WARNING, TCP_WARNING + ". All communication ..."))
+    assert not DropRoutineLines().filter(record(logging.ERROR, SHUTDOWN_INTERRUPT + "."))
 
 
 def test_the_tiny_plan_gives_no_gpu_hours_and_points_at_the_cpu_times():
