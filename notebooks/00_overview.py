@@ -87,6 +87,8 @@ outputs = {
     "10_nnformer_mae": "MAE + nnFormer: comparison table, label fractions, convergence",
     "11_explore": "interactive mask-ratio explorer",
     "12_real_data_quickstart": "MAE vs scratch on real PneumoniaMNIST",
+    "13_learning_check": "did the default run learn? every headline number beside its floor and a simple reference",
+    "14_medmnist3d": "MAE vs scratch and the mask ratio on real AdrenalMNIST3D volumes",
 }
 pd.DataFrame({"notebook": [p.stem for p in numbered_notebooks()]}).assign(
     writes=lambda d: d["notebook"].map(outputs).fillna(""))

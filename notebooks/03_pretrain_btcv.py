@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 03 · MAE self pre-training on BTCV (abdominal CT)
 #
-# The UNETR of notebook 06 uses a ViT-B/16 encoder on 96³ CT crops cut into 16³ patches (tiny: 32³ crops, 8³
+# The UNETR of notebook 06 uses a ViT-B/16 encoder on 96³ CT crops cut into 16³ patches (tiny: 16³ crops, 4³
 # patches). Here that encoder is pre-trained as a masked autoencoder on the 18 BTCV *training* CTs only — 30
 # labelled scans in total is a very small dataset, which is exactly where the paper found self pre-training helps
 # most. The paper's best BTCV result hides only **12.5 %** of the patches (notebook 08 sweeps the ratio). MAE needs
@@ -44,7 +44,7 @@ ctx.save_figure(fig, "curves_pretrain_btcv", "btcv")
 
 # %% [markdown]
 # ## Look at what it reconstructs
-# Hidden patches are grey in the masked input. The reconstruction is blurry inside the hidden patches — the loss
+# Hidden patches are black in the masked input (set to zero, the bottom of the CT window). The reconstruction is blurry inside the hidden patches — the loss
 # rewards the average of plausible answers — and the visible patches, which the loss ignores, are not copied
 # faithfully either; pasting them back gives the last panel.
 

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 04 · MAE self pre-training on MSD BraTS (brain MRI, 4 contrasts)
 #
-# The BraTS UNETR sees all four MRI contrasts at once: each 16³ patch (tiny: 8³) of a 4-channel volume is one
+# The BraTS UNETR sees all four MRI contrasts at once: each 16³ patch (tiny: 4³) of a 4-channel volume is one
 # token, so the masked autoencoder must reconstruct every contrast of a hidden patch from the visible ones — a hard
 # and informative task, because edema, necrosis and enhancing tumour look different in each contrast. As for BTCV,
 # the paper's best row hides **12.5 %** of the patches. Table 3 (notebook 07) starts from this encoder. The figures

@@ -7,7 +7,7 @@
 #
 # **Which ET?** The MSD `dataset.json` says label 3 is the enhancing tumour. The SelfMedMAE code (copied from a
 # MONAI tutorial) used label 2 — the non-enhancing tumour — as "ET", so the paper's ET column measures something
-# else than its name. We train and report both: `ET=3` (the dataset's definition, our default) and `ET=2` (the
+# other than its name. We train and report both: `ET=3` (the dataset's definition, our default) and `ET=2` (the
 # paper's code, for comparison with its numbers). WT and TC are the same under both.
 
 # %% tags=["parameters"]

@@ -57,8 +57,8 @@ for dataset, grid in grids.items():
 
 # %% [markdown]
 # ## Table 3 (lower)
-# The paper's BraTS columns use its code's ET (label 2); ours use ET = label 3 (`dataset.json`), so the average
-# DSC mixes slightly different regions — compare the trend across rows.
+# The paper's BraTS columns use its code's ET (label 2); ours use ET = label 3 (`dataset.json`), so its ET and
+# average DSC score a different tumour part under the same name (notebook 07) — compare the trend across rows.
 
 # %%
 for dataset in ("brats", "btcv"):

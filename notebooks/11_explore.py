@@ -47,11 +47,14 @@ for label, path in checkpoints.items():
 #    visible ones are reproduced only roughly;
 # 4. **reconstruction + visible** — the real visible patches pasted back, the picture you would use;
 # 5. **|error|** — the absolute difference to the original on the hidden patches. Below the panels: how many patches
-#    are hidden and the mean squared error over them (the *masked-patch MSE*, the quantity MAE minimises).
+#    are hidden, the mean squared error over them (the *masked-patch MSE*, in the model's input units) and, beside
+#    it, the same error for a **flat guess**: every hidden patch filled with the mean brightness of the visible
+#    patches around it. A model has learned something about this image only where its error is below the flat
+#    guess's. (Training minimises a related quantity, the error on each patch's *normalised* pixels: see below.)
 #
 # Move the **mask ratio** slider: the count of hidden patches follows it (25 % of 36 patches is 9). Change the
 # **mask seed** to hide a different random set at the same ratio. For a volume, **slice** and **axis** move through
-# the 3D reconstruction (the model runs once on the whole 32³ crop; slicing is free). Try the models: *untrained*
+# the 3D reconstruction (the model runs once on the whole crop, e.g. 16³ voxels for the tiny BTCV MAE; slicing is free). Try the models: *untrained*
 # is a network with random weights, and each MAE checkpoint found under `runs/` was pre-trained at the mask ratio
 # its name says. The explorer opens on the MAE that notebook 12 (PneumoniaMNIST) or 02 (chest X-rays) pre-trained
 # — 03 or 04 for a volume — and on *untrained* only when none has run; the **model** line above the panels (and
@@ -98,8 +101,11 @@ ui
 # ## A static record: error against the mask ratio
 #
 # The same computation as the explorer's button, for the first image and every model that fits it (untrained
-# plus the 2D checkpoints found), over the mask seeds in `seeds`. The band is the 95 % confidence interval over
-# mask seeds; the dashed line marks the ratio the explorer started at.
+# plus the 2D checkpoints found), over the mask seeds in `seeds`. Solid lines are the models' reconstructions,
+# dashed lines the flat guess under the same masks (one per model, because each model prepares the image its own
+# way); the band is the 95 % Student-t interval over mask seeds, and the grey vertical line marks the ratio the
+# explorer started at. A model whose solid line does not sit below its dashed one has learned nothing this
+# picture can show.
 
 # %%
 explorer = MaskExplorer(image, profile=profile, runs_dir=ctx.runs)

@@ -90,9 +90,9 @@ results = finetune_study("finetune_medmnist", profile, methods, seeds, study_dir
 # With three seeds the interval is wide: read overlapping intervals as "no difference shown", whichever mean is
 # higher. Whatever the numbers below say is what this run found — they are not tuned to agree with the paper.
 #
-# The tiny profile fine-tunes for only a few epochs, so it mostly measures how *fast* each start learns: a ViT from
-# random weights typically sits at chance (loss ln 2 ≈ 0.693) for the first epochs before it takes off, while the
-# MAE encoder starts with useful features. Whether scratch catches up with a longer schedule is a question you can
+# The tiny profile fine-tunes for only a few epochs, so it mostly measures how *fast* each start learns: the curves
+# below show the ViT from random weights starting lower (its first-epoch training loss is close to chance, ln 2 ≈
+# 0.693) and closing most of the gap over five epochs, while the MAE encoder starts with useful features. Whether scratch catches up with a longer schedule is a question you can
 # answer with `overrides={"train.epochs": 20}` (about four times longer).
 
 # %%

@@ -179,7 +179,7 @@ def plot_scratch_vs_mae(results: Runs, labels: Mapping[str, str], published: Seq
     published baselines of the same file (grey), each named; the axis is clipped to the AUC's 0-100 %."""
     import matplotlib.pyplot as plt
 
-    from selfmae.viz import set_style
+    from selfmae.viz import set_style, t_interval
 
     set_style()
     fig, ax = plt.subplots(figsize=(7.2, 4.0))
@@ -216,8 +216,8 @@ def plot_scratch_vs_mae(results: Runs, labels: Mapping[str, str], published: Seq
 
 def plot_mask_ratio(rows: pd.DataFrame, scratch: Sequence[Mapping] = (), title: str = ""):
     """Two panels against the pre-training mask ratio: (a) the MAE's final validation masked-patch loss beside the
-    flat-patch guess; (b) the fine-tuned AUC on validation and test (mean, 95 % CI band over seeds), scratch's test
-    AUC as a dotted line."""
+    flat-patch guess; (b) the fine-tuned AUC on validation and test (mean, 95 % Student-t band over seeds, as the
+    table's ±), scratch's test AUC as a dotted line."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -235,7 +235,7 @@ def plot_mask_ratio(rows: pd.DataFrame, scratch: Sequence[Mapping] = (), title: 
                      var_name="split", value_name="AUC (%)")
     long["split"] = long["split"].str.replace(" AUC (%)", "", regex=False)
     sns.lineplot(data=long, x="mask ratio (%)", y="AUC (%)", hue="split", style="split", markers=True, dashes=False,
-                 errorbar=("ci", 95), ax=ax2)
+                 errorbar=t_interval, ax=ax2)
     if scratch:
         value = float(np.mean([100 * r["mAUC"] for r in scratch]))
         ax2.axhline(value, ls=":", color="0.4")
@@ -298,7 +298,7 @@ def plot_volume_slices(explorer, slices: Sequence[int] | None = None, title: str
         rows[f"slice {index}"] = tinted_panels(view)
     fig = plot_reconstructions(rows, columns=PANELS)
     default = (f"{explorer.image.name} · {view.n_hidden} of {view.n_patches} cubes hidden "
-               f"({round(100 * view.mask_ratio, 1):g} %, mask seed {view.seed}) · masked-patch MSE {view.mse:.3f} · "
+               f"({round(100 * view.mask_ratio, 1):g} %, mask seed {view.seed}) · {view.error_text()} · "
                f"slices along axis {view.axis}\n{explorer.entry.label}")
     fig.suptitle(title or default, fontsize=9, y=1.04)
     return fig

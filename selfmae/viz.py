@@ -107,6 +107,8 @@ def plot_training_curves(histories: Mapping[str, pd.DataFrame], metric: str | No
         data = long.dropna(subset=[col]) if col in long else long.iloc[0:0]
         if len(data):
             sns.lineplot(data=data, x="epoch", y=col, hue="run", errorbar="sd", ax=ax, marker="o", markersize=3)
+            if ax.get_legend() is not None and data.groupby(["run", "epoch"]).size().max() > 1:
+                ax.get_legend().set_title("run (band: ± 1 s.d. over seeds)", prop={"size": 8})
         ax.set_xlabel("epoch"), ax.set_ylabel(col.replace("_", " "))
     if title:
         fig.suptitle(title)
@@ -114,12 +116,25 @@ def plot_training_curves(histories: Mapping[str, pd.DataFrame], metric: str | No
     return fig
 
 
+def t_interval(values) -> tuple[float, float]:
+    """(low, high) of the 95 % Student-t interval of the mean (`selfmae.report.mean_ci`, the tables' ± column), for
+    seaborn's `errorbar=`; one value gives no band (low = high)."""
+    from selfmae.report import mean_ci
+
+    mean, half, _ = mean_ci(values)
+    half = 0.0 if not np.isfinite(half) else half
+    return mean - half, mean + half
+
+
 def plot_metric_lines(df: pd.DataFrame, x: str, y: str, hue: str, xlabel: str, ylabel: str, title: str = "",
-                      reference: Mapping[str, float] | None = None) -> plt.Figure:
-    """A line plot with 95 % CI bands over seeds (e.g. Dice vs label fraction, error vs mask ratio)."""
+                      reference: Mapping[str, float] | None = None, style: str | None = None) -> plt.Figure:
+    """A line plot of the mean over seeds with its 95 % Student-t band (`t_interval`: the same interval as the
+    tables' '±'), e.g. Dice vs label fraction, error vs mask ratio. style: a column drawn as solid / dashed lines
+    (default: one marker per `hue`, all solid)."""
     set_style()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    sns.lineplot(data=df, x=x, y=y, hue=hue, style=hue, markers=True, dashes=False, errorbar=("ci", 95), ax=ax)
+    sns.lineplot(data=df, x=x, y=y, hue=hue, style=style or hue, markers=True, dashes=bool(style),
+                 errorbar=t_interval, ax=ax)
     for label, value in (reference or {}).items():
         ax.axhline(value, ls=":", color="0.5")
         ax.text(ax.get_xlim()[0], value, f" {label}", va="bottom", fontsize=7, color="0.4")

@@ -89,7 +89,12 @@ def test_error_vs_ratio_button_draws_a_figure(ui):
     assert fig is not None and fig.axes[0].get_xlabel().startswith("mask ratio")
     assert len(fig.axes[0].lines) >= 1
     df = ui.core.error_vs_ratio(ratios=(0.25, 0.75), seeds=(0, 1))
-    assert len(df) == 4 and set(df["mask ratio (%)"]) == {25.0, 75.0} and (df["MSE"] > 0).all()
+    assert len(df) == 8 and set(df["mask ratio (%)"]) == {25.0, 75.0} and (df["MSE"] > 0).all()
+    assert (df["guess"].value_counts() == 4).all() and set(df["guess"]) == {"MAE", "flat guess"}
+    # the reference line is the view's own flat guess under the same mask
+    ui.ratio.value, ui.seed.value = 75, 1
+    flat = df[(df["guess"] == "flat guess") & (df["mask ratio (%)"] == 75.0) & (df["seed"] == 1)]["MSE"].item()
+    assert ui.view.flat_mse == pytest.approx(flat) and f"flat guess {ui.view.flat_mse:.4f}" in ui.view.summary()
 
 
 def test_discovered_checkpoint_loads_and_is_labelled(ui, runs):

@@ -159,6 +159,10 @@ def test_hidden_patches_are_drawn_at_their_neighbours_brightness(dims):
     corner = (slice(None), slice(None)) + (slice(0, p),) * dims
     far = (slice(None), slice(None)) + (slice(-p, None),) * dims
     assert torch.allclose(out[corner], torch.tensor(10.0)) and torch.allclose(out[far], torch.tensor(0.0))
+    # the figures' reference (the flat guess) is that same drawing, whatever the model predicts
+    from selfmae.models.mim import flat_guess
+
+    assert torch.equal(flat_guess(x, mask, mae.patch_size, mae.grid), out)
 
 
 @pytest.mark.parametrize("dim", [64, 50, 32, 7])

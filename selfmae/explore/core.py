@@ -16,6 +16,7 @@ from selfmae.explore.checkpoints import (UNTRAINED, ModelEntry, _shown_path, bui
                                          default_checkpoint)
 from selfmae.explore.prepare import prepare_input
 from selfmae.explore.sources import ExplorerError, LoadedImage, load_image
+from selfmae.models.mim import flat_guess
 from selfmae.repro import REPO_ROOT
 
 PANELS = ("original", "masked", "recon", "pasted", "error")
@@ -27,7 +28,8 @@ class ExplorerView:
     """What one update shows: 2D panels (PANELS), the masked-patch MSE and the patch counts."""
     images: dict[str, np.ndarray]
     hidden: np.ndarray          # 2D bool, True where the shown slice is hidden from the encoder
-    mse: float                  # mean squared error over the hidden patches' pixels (whole image/volume)
+    mse: float                  # mean squared error over the hidden patches' pixels (whole image/volume), in the
+                                # model's input units (the intensities after its preprocessing, e.g. z-scored)
     n_hidden: int
     n_patches: int
     mask_ratio: float
@@ -36,11 +38,23 @@ class ExplorerView:
     axis: int | None = None
     seconds: float = 0.0        # model time of this update (0 when served from the cache)
     model: str = ""             # which model, in short: 'trained MAE: <checkpoint>' or 'untrained MAE: ...'
+    flat_mse: float = float("nan")   # the same error for `mim.flat_guess` (hidden patches flat at their visible
+                                     # neighbours' mean): the reference that says what `mse` is worth
 
     def summary(self) -> str:
         where = "" if self.slice_index is None else f" · slice {self.slice_index} on axis {self.axis}"
         return (f"{self.n_hidden} of {self.n_patches} patches hidden ({round(100 * self.mask_ratio, 1):g} %), "
-                f"mask seed {self.seed}{where} · masked-patch MSE {self.mse:.4f}")
+                f"mask seed {self.seed}{where} · {self.error_text(4)}")
+
+    def error_text(self, digits: int = 3) -> str:
+        """'masked-patch MSE 0.0455 (flat guess 0.0612)': the model's error beside the reference's."""
+        return f"masked-patch MSE {self.mse:.{digits}f} (flat guess {self.flat_mse:.{digits}f})"
+
+
+def _hidden_mse(image: torch.Tensor, x: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    """(B,) mean squared error of image against x over the hidden pixels (hidden: (B, C, *spatial) 1.0 there)."""
+    sq = (image.float() - x) ** 2 * hidden
+    return sq.flatten(1).sum(1) / hidden.flatten(1).sum(1).clamp_min(1)
 
 
 def _display(volume: np.ndarray, axis: int, index: int | None) -> np.ndarray:
@@ -193,9 +207,9 @@ class MaskExplorer:
             _, pred, mask = model(x, mask_ratio=ratio)
             out = {"original": x, **model.reconstruct(x, pred, mask)}
         hidden = self._hidden_pixels(mask, x)
-        sq = (out["recon"].float() - x) ** 2 * hidden
         out["hidden"] = hidden[:, 0] > 0
-        out["mse"] = sq.flatten(1).sum(1) / hidden.flatten(1).sum(1).clamp_min(1)
+        out["mse"] = _hidden_mse(out["recon"], x, hidden)
+        out["flat_mse"] = _hidden_mse(flat_guess(x, mask, model.patch_size, model.grid), x, hidden)
         out["mask"] = mask
         return out
 
@@ -219,13 +233,15 @@ class MaskExplorer:
         n_hidden = int(r["mask"][0].sum())
         return ExplorerView(images, hidden, float(r["mse"][0]), n_hidden, int(r["mask"].shape[1]),
                             self.mask_ratio, self.seed, index if self.image.spatial_dims == 3 else None,
-                            axis if self.image.spatial_dims == 3 else None, seconds, self.entry.short)
+                            axis if self.image.spatial_dims == 3 else None, seconds, self.entry.short,
+                            float(r["flat_mse"][0]))
 
     def error_vs_ratio(self, ratios: Sequence[float] = DEFAULT_RATIOS, seeds: Sequence[int] = (0, 1, 2),
                        checkpoints: Sequence[str | Path] | None = None):
         """Masked-patch MSE of this image at each ratio and mask seed, for each checkpoint (default: the current).
 
-        Returns a DataFrame with columns model, mask ratio (%), seed, MSE.
+        Returns a DataFrame with columns model, guess ("MAE" or "flat guess": `mim.flat_guess` under that model's
+        preprocessing and patch grid, the reference), mask ratio (%), seed, MSE (the model's input units).
         """
         import pandas as pd
 
@@ -242,20 +258,23 @@ class MaskExplorer:
                 x = prepare_input(self.image, entry.cfg["data"])
                 for ratio in ratios:
                     for seed in seeds:
-                        mse = float(self._run(x, float(ratio), int(seed))["mse"][0])
-                        rows.append({"model": entry.label, "mask ratio (%)": 100 * float(ratio),
-                                     "seed": int(seed), "MSE": mse})
+                        out = self._run(x, float(ratio), int(seed))
+                        for guess, key in (("MAE", "mse"), ("flat guess", "flat_mse")):
+                            rows.append({"model": entry.label, "guess": guess, "mask ratio (%)": 100 * float(ratio),
+                                         "seed": int(seed), "MSE": float(out[key][0])})
             finally:
                 self.entry = current
         return pd.DataFrame(rows)
 
     def plot_error_vs_ratio(self, df=None, title: str | None = None):
-        """Masked-patch MSE against the mask ratio (mean and 95 % CI over mask seeds), one line per model."""
+        """Masked-patch MSE against the mask ratio (mean and 95 % CI over mask seeds), one colour per model, solid
+        for its reconstruction and dashed for the flat guess under the same masks (the reference)."""
         from selfmae.viz import plot_metric_lines
 
         df = self.error_vs_ratio() if df is None else df
-        fig = plot_metric_lines(df, x="mask ratio (%)", y="MSE", hue="model", xlabel="mask ratio (% of patches hidden)",
-                                ylabel="MSE on hidden patches",
+        fig = plot_metric_lines(df, x="mask ratio (%)", y="MSE", hue="model", style="guess",
+                                xlabel="mask ratio (% of patches hidden)",
+                                ylabel="MSE on hidden patches (input units)",
                                 title=title or f"{self.image.name}: error vs mask ratio")
         fig.axes[0].axvline(100 * self.mask_ratio, ls="--", color="0.6", lw=1)
         return fig

@@ -11,6 +11,7 @@ layout (`vit.to_patches`: pixels in raster order, channel fastest); mask (B, N) 
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 from .vit import from_patches, to_patches
 
 __all__ = ["check_ratio", "num_hidden", "random_masking", "patch_targets", "masked_mse", "reconstruct",
-           "display_stats", "neighbour_stats"]
+           "display_stats", "neighbour_stats", "flat_guess"]
 
 
 def check_ratio(mask_ratio: float) -> float:
@@ -100,6 +101,15 @@ def reconstruct(x: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor, patch: 
     x = x.float()
     pasted = torch.lerp(x, recon, hidden)
     return {"masked": x * (1 - hidden), "recon": recon, "pasted": pasted, "error": (pasted - x).abs()}
+
+
+def flat_guess(x: torch.Tensor, mask: torch.Tensor, patch: Sequence[int], grid: Sequence[int]) -> torch.Tensor:
+    """The simple reference a figure's reconstruction is measured against: x (B, C, *img) with every hidden patch
+    (mask (B, N) 1) filled flat with the mean of its visible neighbours (`display_stats`), i.e. what `reconstruct`
+    pastes for a norm-pix prediction of zero, using nothing that was hidden. Returns (B, C, *img) fp32."""
+    n_pixels = x.shape[1] * math.prod(patch)
+    zero = torch.zeros(*mask.shape, n_pixels, dtype=torch.float32, device=x.device)
+    return reconstruct(x, zero, mask, patch, grid, norm_pix=True)["pasted"]
 
 
 def display_stats(mean: torch.Tensor, std: torch.Tensor, mask: torch.Tensor, grid: Sequence[int]
