@@ -35,6 +35,31 @@ def our_architecture(architecture: Architectures, method: object) -> str:
     return architecture.get(method, "–")
 
 
+def source_label(label: str, runs: Sequence[Mapping]) -> str:
+    """The Source cell of our row: 'ours (tiny) (n=3)' for n seeds, with the evaluation cases behind each seed's
+    value when the summaries record them (segmentation: n_cases), e.g. 'ours (tiny) (n=3 seeds x 5 cases)'."""
+    cases = sorted({int(r["n_cases"]) for r in runs if isinstance(r.get("n_cases"), (int, float))})
+    if not cases:
+        return f"{label} (n={len(runs)})"
+    shown = str(cases[0]) if len(cases) == 1 else f"{cases[0]}-{cases[-1]}"
+    return f"{label} (n={len(runs)} seed{'s' if len(runs) != 1 else ''} x {shown} cases)"
+
+
+def per_seed_table(ours: Mapping[str, Sequence[Mapping[str, float]]], columns: Sequence[tuple[str, str, float]]
+                   ) -> pd.DataFrame:
+    """Each seed's values behind a mean ± CI table: one row per (method, seed) with `columns` ((column name, metric
+    key, scale) as in `ours_vs_paper`) and the evaluation cases; a missing value prints 'n/a'."""
+    records = []
+    for method, runs in ours.items():
+        for i, r in enumerate(runs):
+            row = {"Method": method, "Seed": r.get("seed", i)}
+            row.update({c: _fmt(scale * float(r[key])) if r.get(key) is not None else "n/a"
+                        for c, key, scale in columns})
+            row["Cases"] = r.get("n_cases", "n/a")
+            records.append(row)
+    return pd.DataFrame.from_records(records)
+
+
 def ours_vs_paper(paper_rows: Mapping[str, Mapping[str, object]], ours: Mapping[str, Sequence[Mapping[str, float]]],
                   columns: Sequence[tuple[str, str, float]], row_map: Mapping[str, str],
                   our_label: str = "ours", architecture: Architectures = None) -> pd.DataFrame:
@@ -56,7 +81,7 @@ def ours_vs_paper(paper_rows: Mapping[str, Mapping[str, object]], ours: Mapping[
             cells = {c: format_ci([r.get(key, np.nan) for r in runs], scale) if runs else "not run"
                      for c, key, scale in columns}
             records.append({"Method": name, "Architecture": our_architecture(architecture, method),
-                            "Source": f"{our_label} (n={len(runs)})", **cells})
+                            "Source": source_label(our_label, runs), **cells})
     return pd.DataFrame.from_records(records)
 
 
@@ -103,7 +128,7 @@ def table2_cxr14(ours: Runs, epochs: Mapping[str, int], label: str = "ours",
         if method:
             runs = ours.get(method, [])
             records.append({"Architecture": our_architecture(architecture, method), **base,
-                            "Epochs": str(epochs.get(method, "–")), "Source": f"{label} (n={len(runs)})",
+                            "Epochs": str(epochs.get(method, "–")), "Source": source_label(label, runs),
                             "mAUC": format_ci([s.get("mAUC", np.nan) for s in runs], 100.0) if runs else "not run"})
     return pd.DataFrame.from_records(records)
 
@@ -120,13 +145,34 @@ def table3_brats(ours: Runs, ours_code_et: Runs, label: str = "ours", architectu
         rows[name] = {"Avg DSC (ET=2)": r["avg_dsc"], "Avg HD95 (ET=2)": r["avg_hd95"], "WT DSC": d["WT"],
                       "WT HD95": h["WT"], "ET=2 DSC": d["ET"], "ET=2 HD95": h["ET"], "TC DSC": d["TC"],
                       "TC HD95": h["TC"]}
-    merged = {m: [_with_code_et(a, b) for a, b in zip(runs, ours_code_et.get(m, []))] or list(runs)
-              for m, runs in ours.items()}
-    cols = [("Avg DSC (ET=3)", "dice", 100.0), ("Avg DSC (ET=2)", "code/dice", 100.0),
-            ("Avg HD95 (ET=2)", "code/hd95", 1.0), ("WT DSC", "dice/WT", 100.0), ("WT HD95", "hd95/WT", 1.0),
-            ("ET=3 DSC", "dice/ET", 100.0), ("ET=3 HD95", "hd95/ET", 1.0), ("ET=2 DSC", "code/dice/ET", 100.0),
-            ("ET=2 HD95", "code/hd95/ET", 1.0), ("TC DSC", "dice/TC", 100.0), ("TC HD95", "hd95/TC", 1.0)]
-    return segmentation_note(ours_vs_paper(rows, merged, cols, t["reproduced_rows"], label, architecture))
+    merged = _merge_code_et(ours, ours_code_et)
+    return segmentation_note(ours_vs_paper(rows, merged, TABLE3_BRATS_COLUMNS, t["reproduced_rows"], label,
+                                           architecture), TABLE3_BRATS_NOTE)
+
+
+# (column, metric key, scale): `code/` keys come from the fine-tunings trained on the SelfMedMAE code's labels
+TABLE3_BRATS_COLUMNS = [
+    ("Avg DSC (ET=3)", "dice", 100.0), ("Avg DSC (ET=2)", "code/dice", 100.0), ("Avg HD95 (ET=2)", "code/hd95", 1.0),
+    ("WT DSC", "dice/WT", 100.0), ("WT HD95", "hd95/WT", 1.0), ("ET=3 DSC", "dice/ET", 100.0),
+    ("ET=3 HD95", "hd95/ET", 1.0), ("ET=2 DSC", "code/dice/ET", 100.0), ("ET=2 HD95", "code/hd95/ET", 1.0),
+    ("TC DSC", "dice/TC", 100.0), ("TC HD95", "hd95/TC", 1.0),
+    ("WT DSC (ET=2 runs)", "code/dice/WT", 100.0), ("TC DSC (ET=2 runs)", "code/dice/TC", 100.0)]
+TABLE3_BRATS_NOTE = (
+    "Our ET=2 columns and the ET=2 averages come from separate fine-tunings trained on the SelfMedMAE code's labels "
+    "(their WT and TC are the two '(ET=2 runs)' columns, so each ET=2 average is the mean of its three cells there); "
+    "WT, TC, ET=3 and Avg DSC (ET=3) come from the fine-tunings trained on dataset.json's labels. Each seed's values "
+    "are in table3_brats_seeds.")
+
+
+def table3_brats_seeds(ours: Runs, ours_code_et: Runs) -> pd.DataFrame:
+    """Each seed's values behind `table3_brats` (the same columns, `per_seed_table`), methods that ran only."""
+    return per_seed_table({m: r for m, r in _merge_code_et(ours, ours_code_et).items() if r}, TABLE3_BRATS_COLUMNS)
+
+
+def _merge_code_et(ours: Runs, ours_code_et: Runs) -> dict[str, list[dict]]:
+    """Per method, each seed's dataset.json-convention summary with the same seed's SelfMedMAE-convention one."""
+    return {m: [_with_code_et(a, b) for a, b in zip(runs, ours_code_et.get(m, []))] or list(runs)
+            for m, runs in ours.items()}
 
 
 def _with_code_et(summary: Mapping, code_summary: Mapping) -> dict:
@@ -158,7 +204,7 @@ def table3_ablation(dataset: str, ours: Mapping[tuple[float, int], Sequence[Mapp
         runs = ours.get((r["mask_ratio"], r["epochs"]), [])
         mine = {"Pre-train epochs (ours)": our_epochs.get(r["epochs"], "–"),
                 "Architecture": our_architecture(architecture, (r["mask_ratio"], r["epochs"])),
-                "Source": f"{label} (n={len(runs)})",
+                "Source": source_label(label, runs),
                 "Avg DSC": format_ci([s["dice"] for s in runs], 100.0) if runs else "not run"}
         if "dsc" in r:  # our ablation runs use ET = label 3 (dataset.json); the paper's ET is label 2
             mine.update({f"{n} DSC": format_ci([s.get(f"dice/{n.split('=')[0]}", np.nan) for s in runs], 100.0)
@@ -178,7 +224,7 @@ def nnformer_comparison(ours: Runs, label: str = "ours", architecture: Architect
                         "Avg DSC": f"{r['avg_dsc']:.1f}"})
         runs = ours.get(r["reproduced"], []) if r["reproduced"] else []
         built = our_architecture(architecture, r["reproduced"]) if r["reproduced"] else "–"
-        records.append({"Model": r["model"], "Architecture": built, "Source": f"{label} (n={len(runs)})",
+        records.append({"Model": r["model"], "Architecture": built, "Source": source_label(label, runs),
                         "Avg DSC": format_ci([s["dice"] for s in runs], 100.0) if runs
                         else f"not run ({r.get('note', 'no runs')})"})
     return segmentation_note(pd.DataFrame.from_records(records))

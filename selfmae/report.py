@@ -98,11 +98,18 @@ def write_table(df: pd.DataFrame, name: str, out_dir: str | Path, stamp: Stamp, 
     return paths
 
 
-def segmentation_note(df: pd.DataFrame) -> pd.DataFrame:
-    """`df` with the Dice/HD95 conventions as its footnote (`df.attrs["note"]`, written by `write_table`)."""
-    from selfmae.eval.metrics import SEGMENTATION_CONVENTION
+def segmentation_note(df: pd.DataFrame, extra: str = "") -> pd.DataFrame:
+    """`df` with its footnote (`df.attrs["note"]`, written by `write_table`): the Dice/HD95 conventions
+    (`selfmae.eval.metrics`; the Dice-only ones when no column holds HD95), then how our means are taken, then
+    `extra` (what only this table needs said)."""
+    from selfmae.eval.metrics import DICE_CONVENTION, SEGMENTATION_CONVENTION
 
-    df.attrs["note"] = SEGMENTATION_CONVENTION
+    hd95 = any("HD95" in str(c) for c in df.columns)
+    parts = [SEGMENTATION_CONVENTION if hd95 else DICE_CONVENTION,
+             "Our rows: each seed's value is the mean over its evaluation cases, the cell the mean over seeds "
+             "± the 95% Student-t half-width (Source gives seeds x cases); with few seeds a half-width wider than "
+             "the metric's range means the seeds disagree, not that the metric left its range.", extra]
+    df.attrs["note"] = " ".join(p for p in parts if p)
     return df
 
 

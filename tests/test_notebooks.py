@@ -24,6 +24,7 @@ TABLES = {  # name -> columns that must be there
     "table2_cxr14": ["Architecture", "Pre-training", "Data", "Epochs", "Source", "mAUC"],
     "table3_brats": ["Method", "Architecture", "Source", "Avg DSC (ET=3)", "Avg DSC (ET=2)", "WT DSC", "ET=3 DSC",
                      "ET=2 DSC", "TC DSC", "TC HD95"],
+    "table3_brats_seeds": ["Method", "Seed", "WT DSC", "ET=3 DSC", "ET=2 DSC", "WT DSC (ET=2 runs)", "Cases"],
     "table3_ablation_brats": ["Mask ratio", "Pre-train epochs (paper)", "Pre-train epochs (ours)", "Architecture",
                               "Source", "Avg DSC", "WT DSC", "ET=2 DSC", "ET=3 DSC", "TC DSC"],
     "table3_ablation_btcv": ["Mask ratio", "Pre-train epochs (paper)", "Pre-train epochs (ours)", "Architecture",

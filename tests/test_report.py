@@ -2,9 +2,9 @@
 silently from a mean ± CI cell."""
 from __future__ import annotations
 
-from selfmae.eval.metrics import SEGMENTATION_CONVENTION
+from selfmae.eval.metrics import DICE_CONVENTION, SEGMENTATION_CONVENTION
 from selfmae.report import Stamp, format_ci, read_table, write_table
-from selfmae.paper_tables import table1_btcv, table3_brats
+from selfmae.paper_tables import nnformer_comparison, table1_btcv, table3_brats, table3_brats_seeds
 
 STAMP = Stamp("tiny", "synthetic", "abc1234", "2026-01-01 00:00 UTC", "CPU test")
 
@@ -17,7 +17,29 @@ def test_segmentation_tables_state_the_conventions_in_every_format(tmp_path):
     for fmt in ("csv", "md", "tex"):
         assert "image diagonal in mm" in paths[fmt].read_text(), fmt
     assert len(read_table(paths["csv"])) == len(df)          # the footnote is a comment line, not a row
-    assert table3_brats({}, {}).attrs["note"] == SEGMENTATION_CONVENTION
+    assert table3_brats({}, {}).attrs["note"].startswith(SEGMENTATION_CONVENTION)
+    # a table without HD95 states only the Dice rules; every one says what its ± and Source mean
+    nn_note = nnformer_comparison({}).attrs["note"]
+    assert nn_note.startswith(DICE_CONVENTION) and "HD95" not in nn_note and "seeds x cases" in nn_note
+
+
+def test_our_rows_say_how_many_cases_each_seed_averages_and_table3_shows_each_seed():
+    def seed(et2, cases=5):
+        return {"dice": 0.9, "hd95": 1.0, "dice/WT": 0.9, "dice/ET": 0.9, "dice/TC": 0.9, "n_cases": cases,
+                "code": et2}
+
+    ours = {"mae": [seed(0)] * 3}
+    code = {"mae": [{"dice": (1 + 1 + et2) / 3, "dice/WT": 1.0, "dice/TC": 1.0, "dice/ET": et2, "hd95": 0.0,
+                     "n_cases": 5} for et2 in (1.0, 1.0, 0.23)]}
+    df = table3_brats(ours, code)
+    mine = df[df["Source"].str.startswith("ours")].set_index("Method")
+    assert mine.loc["UNETR+MAE", "Source"] == "ours (n=3 seeds x 5 cases)"
+    assert mine.loc["UNETR", "Source"] == "ours (n=0)" and mine.loc["UNETR", "WT DSC"] == "not run"
+    assert mine.loc["UNETR+MAE", "WT DSC (ET=2 runs)"].startswith("100.00")   # the ET=2 average's own WT
+    assert "separate fine-tunings" in df.attrs["note"]
+    seeds = table3_brats_seeds(ours, code)
+    assert list(seeds["Method"]) == ["mae"] * 3 and list(seeds["ET=2 DSC"]) == ["100.00", "100.00", "23.00"]
+    assert list(seeds["Cases"]) == [5, 5, 5]
 
 
 def test_a_nan_seed_is_counted_in_the_cell():

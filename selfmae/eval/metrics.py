@@ -32,10 +32,14 @@ log = logging.getLogger("selfmae.eval")
 STATUSES = ("present", "missed", "false_positive", "absent")
 EMPTY_CONVENTIONS = ("perfect", "exclude")
 SEGMENTATION_CONVENTION = (
-    "Dice/HD95 conventions (BraTS challenge): a structure in the truth but missed by the prediction, or predicted "
-    "but absent from the truth, scores Dice 0 and HD95 = the image diagonal in mm (373.13 mm for 240x240x155 at "
-    "1 mm); one absent from both scores Dice 1 and HD95 0. Every case counts in every mean; the per-case CSV gives "
-    "each case's status (present / missed / false_positive / absent).")
+    "Dice/HD95 conventions (the BraTS challenge's): a structure in the truth but missed by the prediction, or "
+    "predicted but absent from the truth, scores Dice 0 and HD95 = that case's image diagonal in mm (e.g. 373.13 mm "
+    "for a 240x240x155 volume at 1 mm); one absent from both scores Dice 1 and HD95 0. Every case counts in every "
+    "mean; the per-case CSV gives each case's status (present / missed / false_positive / absent).")
+DICE_CONVENTION = (   # the same rules for a table without HD95
+    "Dice conventions (the BraTS challenge's): a structure in the truth but missed by the prediction, or predicted "
+    "but absent from the truth, scores Dice 0; one absent from both scores Dice 1. Every case counts in every mean; "
+    "the per-case CSV gives each case's status (present / missed / false_positive / absent).")
 
 
 def _numpy(x: Any) -> np.ndarray:
