@@ -17,7 +17,7 @@
 # large findings. A network earns its keep by going beyond them, and the floors do not ask that: a floor says the
 # pipeline learns at all (a broken one stays at chance), the reference says whether the network was needed. Read
 # both columns. In the committed tiny run two kinds of row do not go beyond their reference: the CXR14 ViTs
-# (78.6 and 76.3 % mAUC against the logistic regression's 81.7 %: a few thousand small phantom images suit a linear
+# (78.6 and 76.3 % mAUC against the logistic regression's 81.7 %: small phantom images suit a linear
 # model) and the BraTS UNETRs on WT (the phantoms' tumour regions are separable by intensity alone, so a voxel
 # classifier scores 99.6 %). Values are means over the seeds each notebook ran (n = seeds); the floors are those of
 # the tiny profile, stated in `selfmae/learning_check.py`.
