@@ -9,11 +9,14 @@ from typing import Mapping, Sequence
 
 def quickstart_table(results: Mapping[str, Sequence[Mapping[str, float]]], metric: str = "mAUC",
                      labels: Mapping[str, str] | None = None, scale: float = 100.0,
-                     architecture: str | Mapping[str, str] | None = None):
+                     architecture: str | Mapping[str, str] | None = None,
+                     reference: tuple[str, float] | None = None):
     """Scratch vs MAE (or any methods) on one dataset: mean ± 95 % CI over seeds and the per-seed values.
 
     results: method -> list of run summaries (finetune_study's output); architecture: the model built (a name, or
-    method -> name, see `selfmae.models.architecture_name`). Returns a DataFrame, one row per method.
+    method -> name, see `selfmae.models.architecture_name`); reference: (name, value as a fraction) of a simple
+    reference computed in the same run (`selfmae.baselines.finetune_reference`), added as the last row. Returns a
+    DataFrame, one row per method.
     """
     import pandas as pd
 
@@ -27,6 +30,9 @@ def quickstart_table(results: Mapping[str, Sequence[Mapping[str, float]]], metri
                      "Architecture": our_architecture(architecture, method), "seeds": len(values),
                      f"{metric} (%)": format_ci(values, scale=scale),
                      "per seed": ", ".join(f"{scale * v:.2f}" for v in values)})
+    if reference is not None:
+        rows.append({"method": reference[0], "Architecture": "–", "seeds": "–",
+                     f"{metric} (%)": f"{scale * float(reference[1]):.2f}", "per seed": "–"})
     return pd.DataFrame(rows)
 
 

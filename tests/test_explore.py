@@ -196,6 +196,8 @@ def test_quickstart_helpers(tmp_path):
     assert table.loc[0, "mAUC (%)"].startswith("82.00 ± ") and table.loc[1, "mAUC (%)"] == "90.00 (n=1)"
     named = quickstart_table(results, architecture="ViT 4x64, patch 4")
     assert list(named["Architecture"]) == ["ViT 4x64, patch 4"] * 2 and list(table["Architecture"]) == ["–", "–"]
+    with_ref = quickstart_table(results, reference=("logistic regression", 0.875))
+    assert list(with_ref["method"])[-1] == "logistic regression" and with_ref["mAUC (%)"].iloc[-1] == "87.50"
     assert medmnist_source("").endswith("pneumoniamnist_subset.npz")
     (tmp_path / "medmnist").mkdir()
     (tmp_path / "medmnist" / "x.npz").write_bytes(b"")
