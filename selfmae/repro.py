@@ -53,7 +53,10 @@ def git_commit(short: bool = False) -> str:
 
 
 def hardware_summary() -> str:
-    """One line naming the accelerator (or CPU model and core count) a run used."""
+    """One line naming the accelerator, or the CPU model, the instruction set torch's kernels use there
+    (`torch.backends.cpu.get_cpu_capability()`) and the core count, e.g. 'CPU AMD EPYC (AVX512), 2 cores'. The
+    instruction set is part of it because fp32 kernels round differently on AVX2 and AVX512: the same seed and
+    code can end a long 3D run a little apart on the two."""
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
     cpu = platform.processor() or platform.machine()
@@ -64,7 +67,7 @@ def hardware_summary() -> str:
                 break
     except OSError:
         pass
-    return f"CPU {cpu}, {os.cpu_count()} cores"
+    return f"CPU {cpu} ({torch.backends.cpu.get_cpu_capability()}), {os.cpu_count()} cores"
 
 
 def package_versions() -> dict[str, str]:
