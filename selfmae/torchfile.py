@@ -55,6 +55,19 @@ def describe_non_torch_file(path: str | os.PathLike) -> str | None:
     return None
 
 
+def _load_fully(path: Path) -> Any:
+    """torch.load with full unpickling; a file that still cannot be read is a WeightsFileError naming it (random
+    bytes fail the weights-only load with torch's advice to unpickle fully, and then fail again)."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise WeightsFileError(f"{path} cannot be read as a PyTorch file, corrupt or truncated "
+                               f"({type(err).__name__}: {first[:200]})") from err
+
+
 def load_torch_file(path: str | os.PathLike, weights_only: bool = True, allow_full_unpickle: bool = False) -> Any:
     """torch.load(path) on CPU, with errors that say what the file is.
 
@@ -74,10 +87,13 @@ def load_torch_file(path: str | os.PathLike, weights_only: bool = True, allow_fu
     try:
         return torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as err:
-        if weights_only and allow_full_unpickle and "weights_only" in str(err):
-            return torch.load(path, map_location="cpu", weights_only=False)
+        # a weights-only load names the class it refused ("Unsupported global: GLOBAL argparse.Namespace"); any
+        # other refusal ("Unsupported operand 166") is a byte stream that is not a pickle at all
+        holds_objects = "weights_only" in str(err) and "Unsupported global" in str(err)
+        if weights_only and allow_full_unpickle and holds_objects:
+            return _load_fully(path)
         first = str(err).splitlines()[0] if str(err) else ""
-        if "weights only load failed" in first.lower():
+        if holds_objects:
             raise WeightsFileError(f"{path} holds Python objects besides tensors, which a weights-only load "
                                    f"refuses ({first[:120]})") from err
         raise WeightsFileError(f"{path} cannot be read as a PyTorch file, corrupt or truncated "

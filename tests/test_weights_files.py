@@ -97,6 +97,9 @@ NOT_TORCH = {
     "text": (lambda p: p.write_text('{"error": "not found"}'), "holds text"),
     "truncated": (lambda p: (torch.save({"w": torch.zeros(1000)}, p), p.write_bytes(p.read_bytes()[:300])),
                   "corrupt or truncated"),
+    # random bytes fail the weights-only load with torch's advice to unpickle fully; read_state_dict then does,
+    # and that fails too (was: a raw UnpicklingError traceback)
+    "random": (lambda p: p.write_bytes(bytes([0xA6]) + np.random.default_rng(0).bytes(2047)), "corrupt or truncated"),
 }
 
 
@@ -237,3 +240,19 @@ def test_load_report_tells_encoder_tensors_the_file_lacks_apart_from_a_new_head(
     assert "encoder biases not in the file (1" in bias_line and bias_line.endswith("encoder.blocks.0.attn.qkv.bias")
     assert "outside the encoder" in head_line and head_line.endswith("head.weight")
     assert "unused (1" in unused_line and unused_line.endswith("decoder_embed.weight")
+
+
+def test_a_file_holding_python_objects_is_refused_by_name_or_read_fully_when_allowed(tmp_path):
+    """The official MAE checkpoints keep their argparse.Namespace beside the weights: a weights-only load refuses
+    it saying so, a load allowed to unpickle fully reads it; random bytes are corrupt either way."""
+    import argparse
+
+    path = tmp_path / "mae_pretrain.pth"
+    torch.save({"model": {"w": torch.ones(2)}, "args": argparse.Namespace(lr=1.0)}, path)
+    with pytest.raises(WeightsFileError, match="holds Python objects besides tensors"):
+        load_torch_file(path)
+    assert torch.equal(load_torch_file(path, allow_full_unpickle=True)["model"]["w"], torch.ones(2))
+    junk = tmp_path / "junk.pth"
+    NOT_TORCH["random"][0](junk)
+    with pytest.raises(WeightsFileError, match="corrupt or truncated"):
+        load_torch_file(junk, allow_full_unpickle=True)
