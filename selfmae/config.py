@@ -116,6 +116,7 @@ def load_config(experiment: str | Path, profile: str = "tiny",
         cfg = _merge(cfg, dotted_to_nested(overrides), where=f"{path} (override)")
     _require_data_keys(cfg["data"], where=str(path))
     _require_used_pretrained(cfg["model"], where=str(path))
+    _require_known_choices(cfg, where=str(path))
     cfg["profile"] = profile
     cfg["config_file"] = str(path)
     return cfg
@@ -130,6 +131,30 @@ def _require_data_keys(data: Mapping, where: str) -> None:
     if missing:
         raise ConfigError(f"{where}: the data section lacks {', '.join('data.' + k for k in missing)}, which "
                           f"dataset {data['dataset']!r} needs (its configs in selfmae/configs/ show the values)")
+
+
+def setting_choices() -> dict[str, tuple[str, ...]]:
+    """The settings that take one of a few names, and those names (each from the module that reads it)."""
+    from selfmae.data.brats import REGION_LABELS
+    from selfmae.train.device import PRECISIONS
+
+    return {"data.et_convention": tuple(REGION_LABELS), "data.crop_sampling": ("posneg", "classes"),
+            "model.init": ("scratch", "mae", "imagenet"), "train.precision": PRECISIONS}
+
+
+def _require_known_choices(cfg: Mapping, where: str) -> None:
+    """ConfigError naming the setting, its value and the names it takes (and the closest one) when a setting of
+    `setting_choices` holds another name: e.g. data.crop_sampling=class would otherwise sample as posneg."""
+    import difflib
+
+    for dotted, names in setting_choices().items():
+        section, key = dotted.split(".")
+        value = (cfg.get(section) or {}).get(key)
+        if value is not None and value not in names:
+            lower = {n.lower(): n for n in names}
+            close = difflib.get_close_matches(str(value).lower(), list(lower), n=1, cutoff=0.3)
+            hint = f"; did you mean {lower[close[0]]!r}?" if close else ""
+            raise ConfigError(f"{where}: {dotted}={value!r} is not one of {', '.join(names)}{hint}")
 
 
 def _require_used_pretrained(model: Mapping, where: str) -> None:

@@ -146,3 +146,16 @@ def test_a_pretrained_file_that_init_scratch_would_not_load_is_refused(tmp_path)
     with pytest.raises(ConfigError, match="model.init is 'scratch'"):
         load_config("finetune_btcv", "tiny", {"model.pretrained": str(weights)})
     assert load_config("finetune_btcv", "tiny", {"model.pretrained": str(weights), "model.init": "mae"})
+
+
+@pytest.mark.parametrize("dotted, value, suggestion", [("data.et_convention", "code", "selfmedmae_code"),
+                                                       ("data.crop_sampling", "class", "classes"),
+                                                       ("model.init", "MAE", "mae"),
+                                                       ("train.precision", "fp16", None)])
+def test_a_named_setting_outside_its_names_is_refused_naming_them(dotted, value, suggestion):
+    """e.g. data.crop_sampling=class sampled crops as posneg without a word; et_convention=code was a traceback."""
+    experiment = "finetune_brats" if dotted == "data.et_convention" else "finetune_btcv"
+    with pytest.raises(ConfigError, match=f"{dotted}={value!r} is not one of") as err:
+        load_config(experiment, "tiny", {dotted: value})
+    assert (suggestion is None) or f"did you mean {suggestion!r}" in str(err.value)
+    load_config(experiment, "tiny")   # the shipped values are among the names
