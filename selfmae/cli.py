@@ -72,10 +72,12 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def _experiment(args: argparse.Namespace) -> str:
-    """--config, else <stage>_<--dataset>, else the stage's default; SystemExit when the two disagree."""
+    """--config, else <stage>_<--dataset>, else (evaluate) the fine-tuning config of the checkpoint's dataset,
+    else the stage's default; SystemExit when --config and --dataset disagree."""
     stage = "pretrain" if args.command == "pretrain" else "finetune"
     if args.config is None:
-        return f"{stage}_{args.dataset or 'btcv'}"
+        dataset = args.dataset or (_checkpoint_dataset(args.checkpoint) if args.command == "evaluate" else None)
+        return f"{stage}_{dataset or 'btcv'}"
     if args.dataset is not None:
         from selfmae.config import load_config
 
@@ -84,6 +86,24 @@ def _experiment(args: argparse.Namespace) -> str:
             raise SystemExit(f"error: --config {args.config} reads dataset {named!r}, "
                              f"but --dataset {args.dataset} was given")
     return args.config
+
+
+def _checkpoint_dataset(checkpoint: Path) -> str | None:
+    """The dataset a checkpoint was trained on: its run's config.yaml beside it, else the config inside it; None
+    when neither says (the caller's default applies, and loading the checkpoint reports what is wrong)."""
+    import yaml
+
+    beside = Path(checkpoint).parent / "config.yaml"
+    try:
+        if beside.is_file():
+            cfg = yaml.safe_load(beside.read_text(encoding="utf-8")) or {}
+        else:
+            from selfmae.train import load_checkpoint
+
+            cfg = load_checkpoint(checkpoint).get("config") or {}
+        return (cfg.get("data") or {}).get("dataset")
+    except (OSError, ValueError, yaml.YAMLError):   # unreadable: run_evaluate names the file and what it holds
+        return None
 
 
 def build_parser() -> argparse.ArgumentParser:

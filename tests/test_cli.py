@@ -96,3 +96,26 @@ def test_cli_evaluate_names_its_folder_reuses_it_and_never_overwrites_another_ev
     assert main([*other, "--force"]) == 0
     capsys.readouterr()
     assert [p.read_text() for p in folder.glob("previous-*/summary.json")] == [summary]
+
+
+def test_cli_evaluate_reads_the_checkpoints_dataset_and_warns_when_the_data_is_not_what_it_trained_on(
+        tmp_path, monkeypatch, capsys):
+    """Without --config/--dataset, evaluate takes the fine-tuning config of the checkpoint's dataset (was: always
+    finetune_btcv, a shape error for any other); without --data-dir a model trained on a folder is scored on the
+    phantoms with a warning naming both and the --data-dir that scores it on its own data (was: silent)."""
+    monkeypatch.setenv("SELFMAE_SYNTHETIC", str(tmp_path / "synthetic"))
+    monkeypatch.setenv("SELFMAE_PROGRESS", "0")
+    assert main(["prepare-data", "--synthetic", "--dataset", "cxr14", "--out-dir", str(tmp_path / "mine")]) == 0
+    steps = ["--device", "cpu", "--set", "train.epochs=1", "--set", "train.max_steps=1"]
+    own = tmp_path / "mine" / "cxr14"
+    assert main(["finetune", "--dataset", "cxr14", "--data-dir", str(own), "--out-dir", str(tmp_path / "ft"),
+                 *steps]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "ft" / "best.pt"), *steps]) == 0
+    out = capsys.readouterr()
+    assert "mAUC" in json.loads(out.out)                        # scored as a CXR14 classifier
+    assert f"was trained on {own.resolve()}; this evaluation reads the synthetic phantoms" in out.err
+    assert f"--data-dir {own}" in out.err
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "ft" / "best.pt"), "--data-dir", str(own),
+                 "--out-dir", str(tmp_path / "ev"), *steps]) == 0
+    assert "was trained on" not in capsys.readouterr().err

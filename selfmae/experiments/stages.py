@@ -192,6 +192,7 @@ def run_evaluate(cfg: Mapping, checkpoint: str | Path, out_dir: str | Path | Non
     device = resolve_device(cfg["train"]["device"])
     model = load_trained(cfg, checkpoint).to(device)
     _warn_other_label_settings(model, cfg, checkpoint)
+    _warn_other_data(model, cfg, checkpoint)
     split = eval_split(datasets)
     csv_path = out_dir / f"per_case_{split}.csv"
     with torch.no_grad():
@@ -264,6 +265,23 @@ def _warn_other_label_settings(model: torch.nn.Module, cfg: Mapping, checkpoint:
                     ", ".join(f"data.{k}={v}" for k, v in diffs.items()),
                     ", ".join(f"data.{k}={cfg['data'].get(k)}" for k in diffs),
                     " ".join(f"--set data.{k}={v}" for k, v in diffs.items()))
+
+
+def _warn_other_data(model: torch.nn.Module, cfg: Mapping, checkpoint: str | Path) -> None:
+    """Warn when the checkpoint was trained on other data than this evaluation reads (its data.data_dir; null
+    means the synthetic phantoms): e.g. `evaluate` without --data-dir scores a model trained on real scans on the
+    phantoms. Folders are compared resolved, so the same folder spelled two ways is the same data."""
+    trained = _trained_config(model).get("data") or {}
+    if "data_dir" not in trained:
+        return
+
+    def where(data_dir) -> str:
+        return str(Path(data_dir).expanduser().resolve()) if data_dir else "the synthetic phantoms"
+
+    if where(trained["data_dir"]) != where(cfg["data"].get("data_dir")):
+        hint = f" (to score it on its own data: --data-dir {trained['data_dir']})" if trained["data_dir"] else ""
+        log.warning("%s was trained on %s; this evaluation reads %s%s", checkpoint, where(trained["data_dir"]),
+                    where(cfg["data"].get("data_dir")), hint)
 
 
 def _trained_init(model: torch.nn.Module, cfg: Mapping) -> str:
