@@ -276,6 +276,12 @@ class MaskExplorer:
                                 xlabel="mask ratio (% of patches hidden)",
                                 ylabel="MSE on hidden patches (input units)",
                                 title=title or f"{self.image.name}: error vs mask ratio")
-        fig.axes[0].axvline(100 * self.mask_ratio, ls="--", color="0.6", lw=1)
+        ax = fig.axes[0]
+        ax.axvline(100 * self.mask_ratio, ls="--", color="0.6", lw=1)
+        ax.title.set_fontsize(9)   # image names are long
+        if ax.get_legend() is not None:   # beside the axes: inside, it hid the lines
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
+        fig.set_size_inches(8.0, 3.6)
+        fig.tight_layout()
         return fig
 
