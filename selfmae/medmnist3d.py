@@ -179,7 +179,7 @@ def plot_scratch_vs_mae(results: Runs, labels: Mapping[str, str], published: Seq
     published baselines of the same file (grey), each named; the axis is clipped to the AUC's 0-100 %."""
     import matplotlib.pyplot as plt
 
-    from selfmae.viz import set_style, t_interval
+    from selfmae.viz import set_style
 
     set_style()
     fig, ax = plt.subplots(figsize=(7.2, 4.0))
@@ -221,7 +221,7 @@ def plot_mask_ratio(rows: pd.DataFrame, scratch: Sequence[Mapping] = (), title: 
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from selfmae.viz import set_style
+    from selfmae.viz import set_style, t_interval
 
     set_style()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
