@@ -89,19 +89,14 @@ def _experiment(args: argparse.Namespace) -> str:
 
 
 def _checkpoint_dataset(checkpoint: Path) -> str | None:
-    """The dataset a checkpoint was trained on: its run's config.yaml beside it, else the config inside it; None
-    when neither says (the caller's default applies, and loading the checkpoint reports what is wrong)."""
+    """The dataset a checkpoint was trained on (`selfmae.train.run_config`); None when its config does not say
+    (the caller's default applies, and loading the checkpoint reports what is wrong)."""
     import yaml
 
-    beside = Path(checkpoint).parent / "config.yaml"
-    try:
-        if beside.is_file():
-            cfg = yaml.safe_load(beside.read_text(encoding="utf-8")) or {}
-        else:
-            from selfmae.train import load_checkpoint
+    from selfmae.train import run_config
 
-            cfg = load_checkpoint(checkpoint).get("config") or {}
-        return (cfg.get("data") or {}).get("dataset")
+    try:
+        return (run_config(checkpoint).get("data") or {}).get("dataset")
     except (OSError, ValueError, yaml.YAMLError):   # unreadable: run_evaluate names the file and what it holds
         return None
 

@@ -133,10 +133,13 @@ def _require_data_keys(data: Mapping, where: str) -> None:
                           f"dataset {data['dataset']!r} needs (its configs in selfmae/configs/ show the values)")
 
 
+PRECISIONS = ("auto", "bf16", "fp32")   # train.precision (`selfmae.train.device.choose_precision` reads it)
+
+
 def setting_choices() -> dict[str, tuple[str, ...]]:
-    """The settings that take one of a few names, and those names (each from the module that reads it)."""
+    """The settings that take one of a few names, and those names. Only light imports: every load_config runs
+    this (importing selfmae.train here made each load pull in torch and MONAI, ~5 s)."""
     from selfmae.data.brats import REGION_LABELS
-    from selfmae.train.device import PRECISIONS
 
     return {"data.et_convention": tuple(REGION_LABELS), "data.crop_sampling": ("posneg", "classes"),
             "model.init": ("scratch", "mae", "imagenet"), "train.precision": PRECISIONS}
@@ -145,8 +148,6 @@ def setting_choices() -> dict[str, tuple[str, ...]]:
 def _require_known_choices(cfg: Mapping, where: str) -> None:
     """ConfigError naming the setting, its value and the names it takes (and the closest one) when a setting of
     `setting_choices` holds another name: e.g. data.crop_sampling=class would otherwise sample as posneg."""
-    import difflib
-
     for dotted, names in setting_choices().items():
         section, key = dotted.split(".")
         value = (cfg.get(section) or {}).get(key)

@@ -55,6 +55,15 @@ def describe_non_torch_file(path: str | os.PathLike) -> str | None:
     return None
 
 
+def _first_error_line(err: Exception) -> str:
+    return str(err).splitlines()[0] if str(err) else ""
+
+
+def _corrupt(path: Path, err: Exception) -> WeightsFileError:
+    return WeightsFileError(f"{path} cannot be read as a PyTorch file, corrupt or truncated "
+                            f"({type(err).__name__}: {_first_error_line(err)[:200]})")
+
+
 def _load_fully(path: Path) -> Any:
     """torch.load with full unpickling; a file that still cannot be read is a WeightsFileError naming it (random
     bytes fail the weights-only load with torch's advice to unpickle fully, and then fail again)."""
@@ -63,9 +72,7 @@ def _load_fully(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:
-        first = str(err).splitlines()[0] if str(err) else ""
-        raise WeightsFileError(f"{path} cannot be read as a PyTorch file, corrupt or truncated "
-                               f"({type(err).__name__}: {first[:200]})") from err
+        raise _corrupt(path, err) from err
 
 
 def load_torch_file(path: str | os.PathLike, weights_only: bool = True, allow_full_unpickle: bool = False) -> Any:
@@ -92,9 +99,7 @@ def load_torch_file(path: str | os.PathLike, weights_only: bool = True, allow_fu
         holds_objects = "weights_only" in str(err) and "Unsupported global" in str(err)
         if weights_only and allow_full_unpickle and holds_objects:
             return _load_fully(path)
-        first = str(err).splitlines()[0] if str(err) else ""
         if holds_objects:
             raise WeightsFileError(f"{path} holds Python objects besides tensors, which a weights-only load "
-                                   f"refuses ({first[:120]})") from err
-        raise WeightsFileError(f"{path} cannot be read as a PyTorch file, corrupt or truncated "
-                               f"({type(err).__name__}: {first[:200]})") from err
+                                   f"refuses ({_first_error_line(err)[:120]})") from err
+        raise _corrupt(path, err) from err

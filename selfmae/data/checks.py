@@ -218,7 +218,7 @@ def check_data(dataset: str, data_dir: str | os.PathLike, task: str | None = Non
     return dataset_spec(dataset).check(Path(data_dir), task, data_cfg)
 
 
-def _check_settings(dataset: str, data_cfg: Mapping | None) -> str:
+def _check_settings_tag(dataset: str, data_cfg: Mapping | None) -> str:
     """The data settings `dataset`'s check depends on (`DatasetSpec.check_keys`), as a short tag for the
     remembered check's name ('' for none, or when the run sets none of them)."""
     from .registry import dataset_spec
@@ -242,7 +242,7 @@ def require_valid(dataset: str, data_dir: str | os.PathLike, memo_dir: str | os.
     """
     marker = None
     if memo_dir is not None:
-        name = check_dataset_name(dataset) + (f"-{task}" if task else "") + _check_settings(dataset, data_cfg)
+        name = check_dataset_name(dataset) + (f"-{task}" if task else "") + _check_settings_tag(dataset, data_cfg)
         marker = Path(memo_dir) / f"{name}-{data_fingerprint(data_dir)}.ok"
         if marker.exists():
             return True

@@ -47,19 +47,14 @@ class ModelEntry:
 
 
 def _read_run_config(checkpoint: Path) -> dict:
-    """The data/model sections of the run that wrote `checkpoint`: config.yaml beside it, else the checkpoint's own."""
-    import yaml
+    """The data/model sections of the run that wrote `checkpoint`: config.yaml beside it, else the checkpoint's own
+    (`selfmae.train.run_config`)."""
+    from selfmae.train import CheckpointError, run_config
 
-    cfg_path = checkpoint.parent / "config.yaml"
-    if cfg_path.is_file():
-        cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
-    else:
-        from selfmae.train import CheckpointError, load_checkpoint
-
-        try:
-            cfg = load_checkpoint(checkpoint).get("config") or {}
-        except CheckpointError as err:
-            raise ExplorerError(str(err)) from None
+    try:
+        cfg = run_config(checkpoint)
+    except CheckpointError as err:
+        raise ExplorerError(str(err)) from None
     if "data" not in cfg or "model" not in cfg:
         raise ExplorerError(f"{checkpoint}: no config.yaml beside it and no data/model config inside it, so the "
                             "explorer cannot tell which model to build")

@@ -3,7 +3,7 @@
     result = fit(model, MAETask(), train_ds, val_ds, cfg["train"], "runs/tiny/pretrain_btcv",
                  run_config={"data": cfg["data"], "model": cfg["model"]})
 """
-from .checkpoint import capture_rng, check_state_fits, load_checkpoint, restore_rng
+from .checkpoint import capture_rng, check_state_fits, load_checkpoint, restore_rng, run_config
 from .device import (PrecisionChoice, choose_precision, cpu_has_native_bf16, finished_run_precision_diff,
                       resolve_device, resolve_precision)
 from .distributed import DistInfo, env_dist_info
@@ -19,7 +19,7 @@ __all__ = [
     "SegmentationTask",
     "TRAIN_DEFAULTS", "resolve_train_cfg", "incompatible_keys",
     "build_optimizer", "build_scheduler", "simple_param_groups", "WarmupCosine",
-    "load_checkpoint", "check_state_fits", "capture_rng", "restore_rng",
+    "load_checkpoint", "run_config", "check_state_fits", "capture_rng", "restore_rng",
     "resolve_device", "resolve_precision", "choose_precision", "PrecisionChoice",
     "finished_run_precision_diff", "cpu_has_native_bf16", "DistInfo", "env_dist_info",
     "TrainConfigError", "CheckpointError", "OutputDirError",

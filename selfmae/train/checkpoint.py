@@ -85,6 +85,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def run_config(checkpoint: str | Path) -> dict[str, Any]:
+    """The config of the run that wrote `checkpoint`: its config.yaml beside it, else the one saved inside it ({}
+    when neither holds one). Raises CheckpointError for an unreadable checkpoint, OSError / yaml.YAMLError for an
+    unreadable config.yaml."""
+    import yaml
+
+    beside = Path(checkpoint).parent / "config.yaml"
+    if beside.is_file():
+        return yaml.safe_load(beside.read_text(encoding="utf-8")) or {}
+    return load_checkpoint(checkpoint).get("config") or {}
+
+
 def check_state_fits(model: nn.Module, state_dict: dict[str, torch.Tensor], path: str | Path) -> None:
     """Raise CheckpointError listing missing/unexpected keys and every key whose shape differs (both shapes)."""
     own = model.state_dict()

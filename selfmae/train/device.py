@@ -37,6 +37,8 @@ import torch
 
 from torch import nn
 
+from selfmae.config import PRECISIONS
+
 from .errors import TrainConfigError
 
 log = logging.getLogger("selfmae.train")
@@ -73,7 +75,6 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-PRECISIONS = ("auto", "bf16", "fp32")
 AUTO_CPU_BF16_MIN_PARAMS = 5_000_000   # `auto` on a native-bf16 CPU: bf16 from this many parameters on (see above)
 
 _fallback_told = False  # the fp32 fallback is said once per process (and forked workers inherit that it was)
