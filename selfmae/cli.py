@@ -158,6 +158,18 @@ def _user_errors() -> tuple[type[BaseException], ...]:
             OutputDirError, FileNotFoundError)
 
 
+def _user_error_in(err: BaseException) -> BaseException | None:
+    """`err` when it is a user error (`_user_errors`), else the first one among its causes: MONAI's transforms
+    wrap what a step raises (a DataError naming a volume) in RuntimeError("applying transform ..."); None if none."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, _user_errors()):
+            return err
+        seen.add(id(err))
+        err = err.__cause__
+    return None
+
+
 class _StderrHandler(logging.StreamHandler):
     """Writes to whatever sys.stderr is when a line is logged (as logging's own last-resort handler does)."""
 
@@ -233,8 +245,11 @@ def _run(args: argparse.Namespace) -> int:
     try:   # stdout carries only the JSON result; what the stages print on the way goes to stderr
         with contextlib.redirect_stdout(sys.stderr):
             result = _train_or_evaluate(args)
-    except _user_errors() as err:   # the message names the file and what is wrong: no traceback needed
-        print(f"error: {err}", file=sys.stderr)
+    except Exception as err:   # a user error's message names the file and what is wrong: no traceback needed
+        user_error = _user_error_in(err)
+        if user_error is None:
+            raise
+        print(f"error: {user_error}", file=sys.stderr)
         return 1
     print(json.dumps(result if isinstance(result, dict) else experiments.summary(result), indent=2, default=str))
     return 0

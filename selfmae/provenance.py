@@ -5,6 +5,8 @@
   repository for other files in it, or the dataset's own folder or file name for data
   elsewhere ("ChestX-ray14"): never an absolute path of the machine that ran it.
 * `file_sha256(path)`: what a file holds, for run records (the pre-trained checkpoint a fine-tuning started from).
+* `data_listing_sha256(path)`: what a data folder holds, cheaply, for run records: a run on data whose split
+  lists, metadata or files changed since is not mistaken for a finished run on the same data.
 * `data_tag(path)`: a short folder name for runs on data other than the default (synthetic phantoms, the
   shipped PneumoniaMNIST subset and AdrenalMNIST3D file): "<name>-<6 hex digits of the resolved path>", so runs
   on other data land in their own folders instead of colliding with finished runs on the default data.
@@ -65,6 +67,36 @@ def file_sha256(path: str | os.PathLike) -> str:
     resolved = _resolved(path)
     stat = resolved.stat()
     return _sha256_of(str(resolved), stat.st_size, stat.st_mtime_ns)
+
+
+LISTING_SUFFIXES = (".txt", ".csv", ".tsv", ".json", ".yaml", ".yml")   # split lists, metadata: read in full
+
+
+def data_listing_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of what a data folder (or single data file, e.g. a MedMNIST .npz) holds, as a run depends on it:
+    every file's path relative to the folder and size in bytes, and the full content of its listing files (suffixes
+    in LISTING_SUFFIXES: CXR14's train_val_list.txt / test_list.txt / Data_Entry_2017.csv, a Decathlon
+    dataset.json). Images are known by name and size only (hashing 45 GB of ChestX-ray14 per run would cost minutes),
+    so an image re-written at the same size is not seen. Hidden files and folders (".DS_Store", ".ipynb_checkpoints")
+    are skipped; modification times are not read, so a copied or moved folder keeps its digest.
+    Raises FileNotFoundError naming the path when it does not exist."""
+    root = _resolved(path)
+    if not root.exists():
+        raise FileNotFoundError(f"{path}: no such data file or folder")
+    files = [root] if root.is_file() else sorted(_visible_files(root))
+    digest = hashlib.sha256()
+    for file in files:
+        name = file.name if file == root else file.relative_to(root).as_posix()
+        digest.update(f"{name}\0{file.stat().st_size}\0".encode())
+        if file.suffix.lower() in LISTING_SUFFIXES:
+            digest.update(bytes.fromhex(file_sha256(file)))
+    return digest.hexdigest()
+
+
+def _visible_files(root: Path):
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        yield from (Path(folder, f) for f in files if not f.startswith("."))
 
 
 @functools.lru_cache(maxsize=32)

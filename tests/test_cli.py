@@ -61,6 +61,12 @@ def test_cli_says_a_run_is_reused_and_refuses_other_settings_in_one_line(tmp_pat
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "train.lr" in err and "--force" in err and "Traceback" not in err
 
+    # an MAE checkpoint given to evaluate: one line saying to fine-tune from it first (was: its decoder keys listed)
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "pre" / "last.pt"), "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert "an MAE pre-training checkpoint" in err and "fine-tune from it first" in err and "Traceback" not in err
+    assert "--set model.init=mae" in err and "decoder_blocks" not in err
+
     (tmp_path / "a-file").write_text("not a folder")
     assert main([*run[:3], "--out-dir", str(tmp_path / "a-file" / "pre"), *run[5:]]) == 1
     err = capsys.readouterr().err

@@ -149,6 +149,36 @@ def test_split_list_names_absent_images(base, tmp_path):
     assert_reported("cxr14", root, "train_val_list.txt", "99999999_000.png has no row")
 
 
+def test_test_list_sharing_images_or_patients_with_train_val_is_leakage(base, tmp_path):
+    """The test set must not hold training images, nor images of patients trained on (the official split is
+    disjoint by patient); the phantoms (test_phantoms_are_clean) and the shipped sample are."""
+    root = phantom_copy("cxr14", base, tmp_path)
+    train = (root / "train_val_list.txt").read_text().split()
+    test_list = root / "test_list.txt"
+    test = test_list.read_text().split()
+    test_list.write_text("\n".join(test + train[:2]) + "\n")
+    assert_reported("cxr14", root, "test_list.txt", "2 image(s) also listed in train_val_list.txt", train[0])
+
+    test_list.write_text("\n".join(test) + "\n")
+    csv = root / "Data_Entry_2017.csv"
+    rows = [r.split(",") for r in csv.read_text().splitlines()]
+    patient_of = {r[0]: r[3] for r in rows[1:]}
+    for r in rows[1:]:
+        if r[0] == test[0]:
+            r[3] = patient_of[train[0]]          # the first test image now belongs to a training patient
+    csv.write_text("\n".join(",".join(r) for r in rows) + "\n")
+    assert_reported("cxr14", root, "test_list.txt", "images of 1 patient(s) also in train_val_list.txt",
+                    f"Patient ID {int(patient_of[train[0]])}")
+
+
+def test_a_test_list_whose_labels_give_no_auc_is_refused(base, tmp_path):
+    """One test image: every label is all-positive or all-negative there, so the test mAUC is undefined."""
+    root = phantom_copy("cxr14", base, tmp_path)
+    test_list = root / "test_list.txt"
+    test_list.write_text(test_list.read_text().split()[0] + "\n")
+    assert_reported("cxr14", root, "test_list.txt", "no finding both positive and negative", "mAUC, is undefined")
+
+
 def test_dataset_json_missing_keys(base, tmp_path):
     root = phantom_copy("brats", base, tmp_path)
     spec = json.loads((root / "dataset.json").read_text())

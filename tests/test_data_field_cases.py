@@ -105,6 +105,29 @@ def test_nnunet_v2_folder_trains_through_the_pipeline(tmp_path):
     assert item["label"][2].sum() > 0       # ET (label 4 here) is not empty
 
 
+def test_a_spacing_too_coarse_for_the_volumes_is_a_data_error_naming_the_file(tmp_path, capsys):
+    """A head 2 voxels wide in an 8 x 8 x 6 volume at 1 mm is one voxel at the tiny profile's 7 mm: the label is
+    gone and the z-scored voxel is 0, so nothing is left to centre a crop on (the brats-label4 field case).
+    Was MONAI's "No sampling location available" traceback; now one line naming the image and the spacing, exit
+    status 1, nothing trained."""
+    import nibabel as nib
+
+    from selfmae.cli import main
+
+    root = brats_folder(tmp_path, ids=(0, 1, 2, 4))
+    for path in (root / "Task01_BrainTumour" / "imagesTr").glob("*.nii.gz"):   # a small head, a small tumour
+        image, label = np.zeros((8, 8, 6, 4), np.float32), np.zeros((8, 8, 6), np.uint8)
+        image[3:5, 3:5, 2:4], label[3, 3, 2] = 1.0 + np.arange(4), 4
+        save_nifti(path, image, nib.load(path).affine)
+        save_nifti(path.parent.parent / "labelsTr" / path.name, label, nib.load(path).affine)
+    rc = main(["finetune", "--config", "finetune_decathlon", "--data-dir", str(root), "--device", "cpu",
+               "--out-dir", str(tmp_path / "run"), "--set", "train.epochs=1"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err, err
+    assert "imagesTr/BRATS_00" in err and "no voxel to centre a training crop on at data.spacing=[7.0" in err
+    assert not (tmp_path / "run" / "metrics.csv").exists()
+
+
 # ------------------------------------------------------------------------------------- empty splits (case 6)
 def test_cxr14_with_one_patient_is_refused_before_training(tmp_path, capsys):
     from selfmae.cli import main
@@ -114,8 +137,10 @@ def test_cxr14_with_one_patient_is_refused_before_training(tmp_path, capsys):
     names = sorted(p.name for p in (root / "images").iterdir())
     lines = (root / "Data_Entry_2017.csv").read_text().splitlines()
     header, rows = lines[0], [ln for ln in lines[1:] if ln.strip()]
-    rows = [r.split(",", 4)[0] + "," + r.split(",", 4)[1] + ",0,7," + r.split(",", 4)[4] for r in rows]
-    (root / "Data_Entry_2017.csv").write_text("\n".join([header] + rows) + "\n")   # every image: patient 7
+    patient = {n: "8" if n == names[2] else "7" for n in names}   # training images: patient 7; the test one: 8
+    rows = [",".join(r.split(",", 4)[:2] + ["0", patient.get(r.split(",", 1)[0], "7"), r.split(",", 4)[4]])
+            for r in rows]
+    (root / "Data_Entry_2017.csv").write_text("\n".join([header] + rows) + "\n")
     (root / "train_val_list.txt").write_text("\n".join(names[:2]) + "\n")
     (root / "test_list.txt").write_text(names[2] + "\n")
     problems = check_data("cxr14", root)

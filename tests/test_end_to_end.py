@@ -98,7 +98,8 @@ def test_finetune_is_reused_only_while_its_pretrained_checkpoint_holds_the_same_
     finetune(pre.last_ckpt)
     done = tmp_path / "ft" / "done.json"
     record = done.read_text()
-    assert json.loads(record)["config"]["inputs"] == {"pretrained_sha256": file_sha256(pre.last_ckpt)}
+    assert json.loads(record)["config"]["inputs"] == {"pretrained_sha256": file_sha256(pre.last_ckpt),
+                                                      "data_listing_sha256": None}   # the default phantoms
 
     copy = tmp_path / "elsewhere" / "mae.pt"
     copy.parent.mkdir()
@@ -108,7 +109,13 @@ def test_finetune_is_reused_only_while_its_pretrained_checkpoint_holds_the_same_
     cfg = load_config("finetune_cxr14", "tiny", steps)
     run_evaluate(cfg, tmp_path / "ft" / "best.pt")                    # into ft/evaluate-best/, with its own record
     assert json.loads((tmp_path / "ft" / "evaluate-best" / "run.json").read_text())["checkpoint"].endswith("best.pt")
-    assert (tmp_path / "ft" / "evaluate-best" / "config.yaml").exists()
+    import yaml
+    recorded = yaml.safe_load((tmp_path / "ft" / "evaluate-best" / "config.yaml").read_text())
+    # what made the weights, as the checkpoint recorded it (the config given says init scratch), and no training
+    # settings the evaluation did not use (the config file's epochs, lr)
+    assert recorded["model"]["init"] == "mae" and recorded["model"]["pretrained"] == str(pre.last_ckpt)
+    assert cfg["model"]["init"] == "scratch" and set(recorded["train"]) == {"device", "batch_size"}
+    assert run_evaluate(cfg, tmp_path / "ft" / "best.pt")["init"] == "mae"        # reused: same settings, bytes
     assert (tmp_path / "ft" / "run.json").read_text() == training_record
     finetune(copy)
     assert done.read_text() == record                                  # same bytes: reused, not trained again
@@ -122,3 +129,58 @@ def test_finetune_is_reused_only_while_its_pretrained_checkpoint_holds_the_same_
     assert done.read_text() == record                                  # nothing overwritten by the refusal
     finetune(pre.last_ckpt, force=True)
     assert json.loads(done.read_text())["config"]["inputs"]["pretrained_sha256"] == file_sha256(pre.last_ckpt)
+
+
+def test_a_finished_run_on_real_data_is_reused_only_while_its_data_is_unchanged(tmp_path, monkeypatch):
+    """A run on a data folder records its listing digest (names, sizes, split lists): re-running after the split
+    lists were edited is refused before any data is read, naming the data (force re-runs it); a copy of the folder
+    elsewhere is the same data; a run recorded before the digest existed is still reused; an evaluation folder
+    refuses the same way."""
+    import shutil
+
+    from _data_helpers import phantom_copy
+    from selfmae.experiments import stages
+    from selfmae.provenance import data_listing_sha256
+    from selfmae.train import OutputDirError, TrainConfigError
+
+    data = phantom_copy("cxr14", tmp_path / "base", tmp_path / "mine")
+    steps = {"train.epochs": 1, "train.max_steps": 1, "train.device": "cpu"}
+
+    def finetune(folder, **kw):
+        cfg = load_config("finetune_cxr14", "tiny", {**steps, "data.data_dir": str(folder)})
+        return run_finetune(cfg, tmp_path / "ft", **kw)
+
+    finetune(data)
+    done = tmp_path / "ft" / "done.json"
+    record = json.loads(done.read_text())
+    assert record["config"]["inputs"]["data_listing_sha256"] == data_listing_sha256(data)
+    copied = tmp_path / "copied" / "cxr14"
+    shutil.copytree(data, copied)                                       # new mtimes, same files
+    summary = tmp_path / "ft" / "summary.json"
+    written = summary.read_text()
+    assert finetune(copied)["config_hash"] == json.loads(written)["config_hash"]   # reused: nothing re-written
+    assert summary.read_text() == written and json.loads(done.read_text()) == record
+
+    test_list = data / "test_list.txt"
+    names = test_list.read_text().splitlines()
+    test_list.write_text("\n".join(names[: len(names) // 2]) + "\n")   # fewer test images: another test set
+    with monkeypatch.context() as m:
+        m.setattr(stages, "build_data", lambda *a, **k: pytest.fail("data built for a refused run"))
+        with pytest.raises(TrainConfigError, match="data folder's files"):
+            finetune(data)
+    assert json.loads(done.read_text()) == record                       # nothing overwritten by the refusal
+
+    legacy = {**record, "config": {**record["config"], "inputs": {"pretrained_sha256": None}}}
+    done.write_text(json.dumps(legacy))                                 # recorded before the digest existed
+    finetune(data)                                                      # compared by settings alone, as before
+    assert summary.read_text() == written and json.loads(done.read_text()) == legacy
+
+    cfg = load_config("finetune_cxr14", "tiny", {**steps, "data.data_dir": str(copied)})
+    run_evaluate(cfg, tmp_path / "ft" / "best.pt", tmp_path / "ev")
+    assert json.loads((tmp_path / "ev" / "run.json").read_text())["data_listing_sha256"] == \
+        data_listing_sha256(copied)
+    (copied / "test_list.txt").write_text(test_list.read_text())
+    with pytest.raises(OutputDirError, match="data folder's files"):
+        run_evaluate(cfg, tmp_path / "ft" / "best.pt", tmp_path / "ev")
+    finetune(data, force=True)
+    assert json.loads(done.read_text())["config"]["inputs"]["data_listing_sha256"] == data_listing_sha256(data)

@@ -159,3 +159,27 @@ def test_brats_regions_are_thresholded_sigmoids():
                                 roi_size=(12, 12, 12), class_names=["TC", "WT", "ET"], spacing=(1, 1, 1))
     assert res.summary["dice/TC"] == 1.0 and res.summary["dice/WT"] == 1.0
     assert res.summary["dice/ET"] == 1.0 and res.summary["n_absent/ET"] == 1    # absent from both: stated, counted
+
+
+def test_the_mauc_says_how_many_labels_it_averages_and_an_undefined_one_is_an_error(caplog, tmp_path):
+    """A label with one value in the split has no AUC: left out of the mean, named in a warning, counted in
+    mAUC_labels; no label left is a DataError (was: mAUC NaN, exit status 0). summary.json is strict JSON: NaN is
+    written as null and read back as NaN."""
+    import json
+    import math
+
+    from selfmae.data import DataError
+    from selfmae.experiments.stages import auc_coverage, read_summary, write_summary
+
+    cfg = {"data": {"dataset": "cxr14", "data_dir": str(tmp_path)}}
+    metrics = {"mAUC": 1.0, "auc/Mass": 1.0, "auc/Effusion": float("nan"), "auc/Hernia": float("nan")}
+    with caplog.at_level("WARNING", logger="selfmae.experiments"):
+        assert auc_coverage(metrics, "test", 3, cfg) == {"mAUC_labels": 1}
+    assert "mean over 1 of 3 labels: Effusion, Hernia" in caplog.text and "3 test image(s)" in caplog.text
+    with pytest.raises(DataError, match="give no label both positive and negative"):
+        auc_coverage({"mAUC": float("nan"), "auc/Mass": float("nan")}, "test", 1, cfg)
+
+    path = write_summary(tmp_path / "summary.json", {"split": "test", "init": None, **metrics, "mAUC_labels": 1})
+    assert json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))["auc/Hernia"] is None
+    back = read_summary(path)
+    assert math.isnan(back["auc/Hernia"]) and back["init"] is None and back["mAUC"] == 1.0

@@ -41,10 +41,12 @@ def _check_png(path: Path) -> list[DataProblem]:
     return []
 
 
-def check_cxr14(data_dir: Path, val_fraction: float = 0.1, split_seed: int = 0) -> list[DataProblem]:
+def check_cxr14(data_dir: Path, val_fraction: float = 0.1, split_seed: int = 0,
+                scored: bool = True) -> list[DataProblem]:
     """CSV present with its needed columns, split lists present and non-empty, every listed PNG found and sound,
-    and no split left empty by the patient-wise validation split the reader carves (`val_fraction`, `split_seed`:
-    the run's data.val_fraction / data.split_seed)."""
+    no split left empty by the patient-wise validation split the reader carves (`val_fraction`, `split_seed`:
+    the run's data.val_fraction / data.split_seed), no image or patient in both train_val and test lists, and
+    (`scored`: a fine-tuning, whose test mAUC is reported; False for pre-training) a test list that defines an AUC."""
     try:
         csv_path = find_csv(data_dir)
     except DataError as err:
@@ -68,6 +70,7 @@ def check_cxr14(data_dir: Path, val_fraction: float = 0.1, split_seed: int = 0) 
                 problems.append(DataProblem(str(data_dir / "images" / name), f"listed in {fname} but not found"))
             else:
                 problems += _check_png(data_dir / index[name])
+    problems += _leakage(data_dir, lists, entries) + (_auc_undefined(data_dir, lists, entries) if scored else [])
     if "train_val_list.txt" in lists and entries:   # the validation split the readers will carve, by patient
         patients = [entries[n][1] for n in lists["train_val_list.txt"] if n in entries]
         held = seeded_holdout(patients, float(val_fraction), int(split_seed))
@@ -75,6 +78,39 @@ def check_cxr14(data_dir: Path, val_fraction: float = 0.1, split_seed: int = 0) 
                  "test": len(lists.get("test_list.txt", [None]))}
         problems += empty_split_problems(data_dir, sizes, set(patients), float(val_fraction))
     return problems
+
+
+def _leakage(data_dir: Path, lists: dict[str, list[str]], entries: dict) -> list[DataProblem]:
+    """A problem naming test_list.txt when it shares images, or patients (the CSV's Patient ID), with
+    train_val_list.txt: the test set would score images of people the model trained on. The official ChestX-ray14
+    split is disjoint by patient (Wang et al. 2017), as the validation split the reader carves is."""
+    train_val, test = lists.get(SPLIT_LISTS["train_val"]), lists.get(SPLIT_LISTS["test"])
+    if not train_val or not test:
+        return []
+    where = str(data_dir / SPLIT_LISTS["test"])
+    shared = sorted(set(train_val) & set(test))
+    if shared:
+        return [DataProblem(where, f"{len(shared)} image(s) also listed in {SPLIT_LISTS['train_val']} "
+                                   f"(e.g. {', '.join(shared[:3])}): the test set must not hold training images")]
+    patients = {entries[n][1] for n in train_val if n in entries}
+    both = sorted({entries[n][1] for n in test if n in entries} & patients)
+    if both:
+        return [DataProblem(where, f"images of {len(both)} patient(s) also in {SPLIT_LISTS['train_val']} "
+                                   f"(e.g. Patient ID {', '.join(map(str, both[:3]))}): the official split is "
+                                   "disjoint by patient, so the test set must not hold patients trained on")]
+    return []
+
+
+def _auc_undefined(data_dir: Path, lists: dict[str, list[str]], entries: dict) -> list[DataProblem]:
+    """A problem naming test_list.txt when no finding label has both a positive and a negative image in it: the
+    ROC AUC of every label, and so the mAUC the test set is scored by, would be undefined (sklearn's
+    roc_auc_score needs both). Labels undefined for a few findings only are left to the evaluation, which says
+    how many labels its mAUC averages."""
+    test = [entries[n][0] for n in lists.get(SPLIT_LISTS["test"]) or [] if n in entries]
+    if not test or np.ptp(np.stack(test), axis=0).any():
+        return []
+    return [DataProblem(str(data_dir / SPLIT_LISTS["test"]), f"its {len(test)} image(s) give no finding both "
+                        "positive and negative images: the AUC of every label, so the test mAUC, is undefined")]
 
 
 def _check_volume(path: str, ndim: int, channels: int | None = None) -> tuple[list[DataProblem], tuple | None]:

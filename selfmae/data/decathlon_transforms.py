@@ -18,13 +18,12 @@ from typing import Mapping
 import numpy as np
 import torch
 from monai.transforms import (
-    CenterSpatialCropd, Compose, CropForegroundd, DeleteItemsd, EnsureChannelFirstd, EnsureTyped, FgBgToIndicesd,
-    LoadImaged, MapLabelValued, NormalizeIntensityd, Orientationd, RandCropByPosNegLabeld, RandRotate90d,
-    ScaleIntensityRanged, Spacingd, SpatialPadd,
+    CenterSpatialCropd, Compose, CropForegroundd, EnsureChannelFirstd, EnsureTyped, LoadImaged, MapLabelValued,
+    NormalizeIntensityd, Orientationd, RandRotate90d, ScaleIntensityRanged, Spacingd, SpatialPadd,
 )
 
 from .decathlon import classes, intensity, read_spec
-from .transforms import RAS_LABELS, _flips, _random_crops
+from .transforms import RAS_LABELS, _flips, _random_crops, posneg_crops
 
 
 def decathlon_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
@@ -54,12 +53,8 @@ def decathlon_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
                   NormalizeIntensityd("image", nonzero=True, channel_wise=True)]
     steps += [SpatialPadd(keys, spatial_size=roi), EnsureTyped(keys, dtype=torch.float32)]
     n = int(cfg["num_samples"])
-    if train and task == "segment":   # fg/bg voxel lists computed once (cached), not for every crop
-        steps += [FgBgToIndicesd("label", image_key="image", image_threshold=0),
-                  RandCropByPosNegLabeld(keys, label_key="label", spatial_size=roi, pos=1, neg=1, num_samples=n,
-                                         image_key="image", image_threshold=0, fg_indices_key="label_fg_indices",
-                                         bg_indices_key="label_bg_indices"),
-                  DeleteItemsd(["label_fg_indices", "label_bg_indices"])]
+    if train and task == "segment":
+        steps += posneg_crops(keys, roi, n, cfg["spacing"])
     elif train:
         steps.append(_random_crops(keys, roi, n))
     elif task == "pretrain":

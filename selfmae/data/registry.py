@@ -49,7 +49,7 @@ class CXR14(DatasetSpec):
     def check(self, data_dir, task=None, data_cfg=None):
         from .checks import check_cxr14
         split = {k: data_cfg[k] for k in self.check_keys if data_cfg and data_cfg.get(k) is not None}
-        return check_cxr14(Path(data_dir), **split)
+        return check_cxr14(Path(data_dir), **split, scored=task != "pretrain")
 
     def transforms(self, data_cfg, task, train):
         from .transforms import cxr14_transforms

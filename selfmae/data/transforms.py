@@ -73,6 +73,43 @@ def _random_crops(keys: Sequence[str], roi: Sequence[int], num_samples: int) -> 
     return RandSpatialCropSamplesd(keys, roi_size=roi, num_samples=num_samples, random_size=False)
 
 
+class RequireCropCentres(Transform):
+    """DataError naming the image file when a training volume leaves `RandCropByPosNegLabeld` no voxel to centre a
+    crop on (no label voxel, and no background voxel whose image is above 0): MONAI's "No sampling location
+    available", said with the file, its shape after resampling to `spacing` (mm) and what to change. Happens when
+    data.spacing is coarse for the volumes: 16 x 16 x 10 voxels at 1 mm are 3 x 3 x 2 at 7 mm, and a small label
+    vanishes. Reads the indices `FgBgToIndicesd` wrote (keys label_fg_indices / label_bg_indices)."""
+
+    def __init__(self, spacing: Sequence[float] | None) -> None:
+        self.spacing = spacing
+
+    def __call__(self, item: Mapping) -> Mapping:
+        from .common import DataError, DataProblem
+
+        if len(item["label_fg_indices"]) or len(item["label_bg_indices"]):
+            return item
+        image = item["image"]
+        path = image.meta.get("filename_or_obj") if isinstance(image, MetaTensor) else None
+        spacing = f"data.spacing={list(self.spacing)} mm" if self.spacing else "the files' own spacing"
+        raise DataError([DataProblem(str(path or item.get("case_id", "a training volume")),
+                                     f"no voxel to centre a training crop on at {spacing}: once resampled "
+                                     "and cropped to the foreground, it holds no label voxel and no background "
+                                     f"voxel above 0 ({'x'.join(map(str, image.shape[1:]))} voxels once padded "
+                                     "to roi_size); use a finer data.spacing (null keeps the files' own) or "
+                                     "larger volumes")])
+
+
+def posneg_crops(keys: Sequence[str], roi: Sequence[int], num_samples: int, spacing: Sequence[float] | None) -> list:
+    """Training crops centred on foreground and background voxels 1:1 (the UNETR/SelfMedMAE recipe): the voxel
+    lists are computed once (cached by CacheDataset), not for every crop; a volume with none is a DataError
+    naming its file (`RequireCropCentres`)."""
+    return [FgBgToIndicesd("label", image_key="image", image_threshold=0), RequireCropCentres(spacing),
+            RandCropByPosNegLabeld(keys, label_key="label", spatial_size=roi, pos=1, neg=1, num_samples=num_samples,
+                                   image_key="image", image_threshold=0, fg_indices_key="label_fg_indices",
+                                   bg_indices_key="label_bg_indices"),
+            DeleteItemsd(["label_fg_indices", "label_bg_indices"])]
+
+
 def cxr14_transforms(cfg: Mapping, train: bool) -> Compose:
     """Histogram equalisation on load, resize to `resize`, intensities scaled to [0, 1] and then z-scored per
     image (zero mean, unit variance: the role of MAE's ImageNet mean/std normalisation, so the patch embedding
@@ -127,12 +164,7 @@ def btcv_transforms(cfg: Mapping, task: str, train: bool) -> Compose:
                                           indices_key="label_cls_indices", warn=False),
                   DeleteItemsd(["label_cls_indices"])]
     elif train and task == "segment":  # fg/bg voxel lists are computed once (cached), not for every crop
-        steps += [FgBgToIndicesd("label", image_key="image", image_threshold=0),
-                  RandCropByPosNegLabeld(keys, label_key="label", spatial_size=roi, pos=1, neg=1,
-                                         num_samples=int(cfg["num_samples"]), image_key="image",
-                                         image_threshold=0, fg_indices_key="label_fg_indices",
-                                         bg_indices_key="label_bg_indices"),
-                  DeleteItemsd(["label_fg_indices", "label_bg_indices"])]
+        steps += posneg_crops(keys, roi, int(cfg["num_samples"]), cfg["spacing"])
     elif train:
         steps.append(_random_crops(keys, roi, int(cfg["num_samples"])))
     elif task == "pretrain":

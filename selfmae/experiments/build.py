@@ -154,11 +154,27 @@ def load_trained(cfg: Mapping, checkpoint: str | Path) -> torch.nn.Module:
     from selfmae.train import check_state_fits, load_checkpoint
 
     state = load_checkpoint(checkpoint)   # an unreadable file is said before a model is built
+    _refuse_pretraining_for_a_task(cfg, state["model"], checkpoint)
     model = build_model_for(dict(cfg, model=dict(cfg["model"], init="scratch")))
     check_state_fits(model, state["model"], checkpoint)
     model.load_state_dict(state["model"])
     model.checkpoint_info = {k: v for k, v in state.items() if k not in _NOT_INFO}
     return model.eval()
+
+
+def _refuse_pretraining_for_a_task(cfg: Mapping, weights: Mapping, checkpoint: str | Path) -> None:
+    """CheckpointError when a fine-tuning config (classify / segment) is given an MAE pre-training checkpoint (its
+    weights hold the MAE's mask token and decoder, no task head): said in one line with the command that turns it
+    into a model to evaluate, instead of a list of missing head keys."""
+    from selfmae.train import CheckpointError
+
+    if cfg.get("task", "pretrain") != "pretrain" and "mask_token" in weights and any(
+            k.startswith("decoder_") for k in weights):
+        raise CheckpointError(
+            f"{checkpoint}: an MAE pre-training checkpoint (encoder, mask token and decoder; no {cfg['task']} head), "
+            f"so there is nothing to {'classify' if cfg['task'] == 'classify' else 'segment'} with yet: fine-tune "
+            f"from it first (selfmae finetune --config {cfg.get('experiment', '<config>')} --set model.init=mae "
+            f"--set model.pretrained={checkpoint}) and evaluate that run's best.pt")
 
 
 _NOT_INFO = ("model", "optimizer", "scheduler", "rng", "epoch_acc", "scaler")

@@ -8,13 +8,14 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import pandas as pd
 import torch
 
 from selfmae.config import config_hash, save_run_record
 from selfmae.data.registry import dataset_spec
 from selfmae.experiments.build import (build_data, build_model_for, eval_classes, load_trained, make_task,
-                                      sliding_window_settings)
+                                      resolve_data_dir, sliding_window_settings)
 from selfmae.io import atomic_write_text
 from selfmae.repro import REPO_ROOT, seed_everything
 
@@ -87,15 +88,26 @@ def label_record(cfg: Mapping) -> dict:
 
 def run_inputs(cfg: Mapping) -> dict:
     """The files a run starts from, by content: {"pretrained_sha256": SHA-256 of `model.pretrained`, or None when
-    model.init is scratch}. Stored with the run (done.json, checkpoints) so that a finished fine-tuning is reused
-    only while the checkpoint it started from still holds the same bytes: a re-written pre-training `last.pt` at the
-    same path makes the engine refuse the stale run (force re-runs it). Runs recorded before this key existed
-    carry no `inputs` and are compared by path alone."""
+    model.init is scratch; "data_listing_sha256": the digest of data.data_dir's files
+    (`selfmae.provenance.data_listing_sha256`: names, sizes, split lists and metadata), or None for the default
+    data (phantoms and samples the code writes or ships)}. Stored with the run (done.json, checkpoints) so that a
+    finished run is reused only while what it started from is unchanged: a re-written pre-training `last.pt` at the
+    same path, or an edited CXR14 `test_list.txt`, makes the engine refuse the stale run (force re-runs it).
+    Runs recorded before a key existed are compared without it (`selfmae.train.rundir.changed_inputs`).
+    Raises FileNotFoundError naming data.data_dir when it is set and does not exist."""
     from selfmae.provenance import file_sha256
 
     path = cfg["model"].get("pretrained")
     use = cfg["model"].get("init", "scratch") != "scratch" and path and Path(path).is_file()
-    return {"pretrained_sha256": file_sha256(path) if use else None}
+    return {"pretrained_sha256": file_sha256(path) if use else None, "data_listing_sha256": data_listing(cfg)}
+
+
+def data_listing(cfg: Mapping) -> str | None:
+    """`selfmae.provenance.data_listing_sha256` of data.data_dir; None when it is null (the default data).
+    Raises FileNotFoundError naming data.data_dir when it does not exist."""
+    from selfmae.provenance import data_listing_sha256
+
+    return data_listing_sha256(resolve_data_dir(cfg)) if cfg["data"].get("data_dir") else None
 
 
 def run_finetune(cfg: Mapping, out_dir: str | Path | None = None, force: bool = False,
@@ -119,26 +131,32 @@ def run_finetune(cfg: Mapping, out_dir: str | Path | None = None, force: bool = 
 
 def stored_summary(cfg: Mapping, out_dir: str | Path) -> dict | None:
     """The summary.json of a finished fine-tuning of exactly this config in `out_dir`, else None (also when the
-    run recorded the pre-trained checkpoint's content and the file now holds other bytes: `run_inputs`; the same
-    bytes now at another path still answer).
+    run recorded the pre-trained checkpoint's content or its data folder's digest and they changed since:
+    `run_inputs`; the same checkpoint bytes or data files now at another path still answer).
 
     A summary written under another train.precision setting still answers when the finished training run trained in
     what this config's setting resolves to there (the engine's rule, `selfmae.train.finished_run_precision_diff`;
     e.g. `bf16` that fell back to fp32 on an AVX2 CPU answers `auto`): evaluation itself always runs in fp32."""
+    from selfmae.train.rundir import changed_inputs, same_content
+
     path = Path(out_dir) / "summary.json"
     if not path.exists():
         return None
-    stored = json.loads(path.read_text())
+    stored = read_summary(path)
     done = Path(out_dir) / "done.json"
     record = json.loads(done.read_text()) if done.exists() else {}
-    recorded_inputs = record.get("config", {}).get("inputs")
-    if recorded_inputs is not None and recorded_inputs != run_inputs(cfg):
-        return None   # e.g. model.pretrained re-written since: the engine refuses the stale run, naming why
+    recorded_inputs, inputs = record.get("config", {}).get("inputs"), run_inputs(cfg)
+    if changed_inputs(recorded_inputs, inputs):
+        return None   # model.pretrained re-written or data edited since: the engine refuses the stale run, naming why
     if stored.get("config_hash") == config_hash(cfg):
         return stored
-    if recorded_inputs and recorded_inputs.get("pretrained_sha256"):   # the same bytes, now at another path
-        at_recorded_path = {**cfg, "model": {**cfg["model"], "pretrained": record["config"]["model"]["pretrained"]}}
-        if stored.get("config_hash") == config_hash(at_recorded_path):
+    if recorded_inputs:   # the same checkpoint bytes, the same data files, now at other paths
+        at_recorded_paths = copy.deepcopy(dict(cfg))
+        for section, key, digest in (("model", "pretrained", "pretrained_sha256"),
+                                     ("data", "data_dir", "data_listing_sha256")):
+            if same_content(record["config"], {"inputs": inputs}, digest):
+                at_recorded_paths[section][key] = record["config"][section][key]
+        if stored.get("config_hash") == config_hash(at_recorded_paths):
             return stored
     from selfmae.train import finished_run_precision_diff, resolve_device
 
@@ -148,6 +166,28 @@ def stored_summary(cfg: Mapping, out_dir: str | Path) -> dict | None:
         return None
     device = resolve_device(cfg["train"]["device"])
     return stored if finished_run_precision_diff(out_dir, cfg["train"]["precision"], device) is None else None
+
+
+SUMMARY_FIELDS = ("experiment", "config_hash", "split", "checkpoint", "seed", "init")   # the rest are metrics
+
+
+def write_summary(path: Path, summary: Mapping[str, Any]) -> Path:
+    """summary.json in strict JSON: a metric that is NaN (e.g. the AUC of a label with one value in the split, a
+    structure absent from prediction and truth under the `empty="nan"` convention) is written as null, which
+    `read_summary` reads back as NaN."""
+    def plain(value):
+        value = float(value) if isinstance(value, (np.floating, torch.Tensor)) else value
+        return None if isinstance(value, float) and value != value else value
+
+    text = json.dumps({k: plain(v) for k, v in summary.items()}, indent=2, allow_nan=False, default=float)
+    return atomic_write_text(path, text)
+
+
+def read_summary(path: Path) -> dict:
+    """A summary.json as `run_evaluate` returned it: metrics written as null are NaN again (older files with a
+    bare NaN read the same). Raises OSError / ValueError when the file is missing or not JSON."""
+    stored = json.loads(Path(path).read_text())
+    return {k: (float("nan") if v is None and k not in SUMMARY_FIELDS else v) for k, v in stored.items()}
 
 
 def eval_split(datasets: Mapping) -> str:
@@ -166,8 +206,9 @@ def run_evaluate(cfg: Mapping, checkpoint: str | Path, out_dir: str | Path | Non
     summary.json (`dice`, `hd95`, `dice/<organ>`, ... or `mAUC`, `auc/<label>`) in `evaluation_dir(checkpoint,
     out_dir)` (a run's own summary is written by `run_finetune` alone).
 
-    A folder of its own also gets the run record (config.yaml: the config given here; run.json: its hash, the
-    checkpoint and its SHA-256, commit, packages, hardware); a training run's folder keeps its training record.
+    A folder of its own also gets the run record (config.yaml: `evaluation_record`, the settings used and the
+    checkpoint's recorded init; run.json: the given config's hash, the checkpoint and its SHA-256, the data folder's
+    digest, commit, packages, hardware); a training run's folder keeps its training record.
     Such a folder is never silently overwritten: an earlier evaluation of the same config and checkpoint bytes is
     reused (its summary returned, nothing re-computed); another one raises OutputDirError unless `force`, which
     moves it into `previous-<timestamp>/`. A model trained with other label settings than `cfg`'s (BraTS
@@ -183,8 +224,9 @@ def run_evaluate(cfg: Mapping, checkpoint: str | Path, out_dir: str | Path | Non
     own_folder = not any((out_dir / name).exists() for name in ("done.json", "last.pt"))   # not a training run's
     # only an evaluation folder of its own records (and compares) the checkpoint's bytes
     checkpoint_sha256 = file_sha256(checkpoint) if own_folder and Path(checkpoint).is_file() else None
+    data_sha256 = data_listing(cfg) if own_folder else None
     if own_folder:
-        stored = _earlier_evaluation(out_dir, cfg, checkpoint, checkpoint_sha256, force)
+        stored = _earlier_evaluation(out_dir, cfg, checkpoint, checkpoint_sha256, data_sha256, force)
         if stored is not None:
             return stored
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -206,41 +248,91 @@ def run_evaluate(cfg: Mapping, checkpoint: str | Path, out_dir: str | Path | Non
         else:
             loader = DataLoader(datasets[split], batch_size=cfg["train"]["batch_size"], num_workers=0)
             metrics = make_task(cfg).evaluate(model, loader, device)
+            metrics.update(auc_coverage(metrics, split, len(datasets[split]), cfg))
             per_label = [{"label": k.split("/", 1)[1], "auc": v} for k, v in metrics.items() if k.startswith("auc/")]
             atomic_write_text(csv_path, pd.DataFrame(per_label).to_csv(index=False))
     summary = {"experiment": cfg["experiment"], "config_hash": config_hash(cfg), "split": split,
                "checkpoint": str(checkpoint),
                "seed": cfg["train"]["seed"], "init": _trained_init(model, cfg), **metrics}
-    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, default=float))
+    write_summary(out_dir / "summary.json", summary)
     if own_folder:
-        save_run_record(cfg, out_dir, extra={"checkpoint": str(checkpoint), "checkpoint_sha256": checkpoint_sha256,
-                                             "split": split, **label_record(cfg)})
+        save_run_record(evaluation_record(cfg, model), out_dir, extra={"checkpoint": str(checkpoint), "checkpoint_sha256": checkpoint_sha256,
+                                             "data_listing_sha256": data_sha256, "split": split, **label_record(cfg)})
     return summary
 
 
+def auc_coverage(metrics: Mapping[str, float], split: str, n_images: int, cfg: Mapping) -> dict:
+    """{"mAUC_labels": how many labels the mAUC averages} of a classification evaluation (`auc/<label>` keys).
+    A label whose images in `split` are all positive or all negative has no ROC AUC (NaN in its column): as
+    `selfmae.eval.metrics.mean_auc` (sklearn's roc_auc_score needs both) it is left out of the mean, with a warning
+    naming it. Raises DataError naming the data when no label is left (the mAUC would be NaN)."""
+    from selfmae.data import DataError
+
+    aucs = {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith("auc/")}
+    undefined = [name for name, v in aucs.items() if v != v]
+    if aucs and len(undefined) == len(aucs):
+        raise DataError(f"the {split} split's {n_images} image(s) give no label both positive and negative images: "
+                        "the AUC of every label, so the mAUC, is undefined; evaluate on more images",
+                        cfg["data"]["dataset"], resolve_data_dir(cfg))
+    if undefined:
+        log.warning("mAUC is the mean over %d of %d labels: %s have only positive or only negative images among the "
+                    "%d %s image(s), so no AUC", len(aucs) - len(undefined), len(aucs), ", ".join(undefined),
+                    n_images, split)
+    return {"mAUC_labels": len(aucs) - len(undefined)}
+
+
+def evaluation_record(cfg: Mapping, model: torch.nn.Module) -> dict:
+    """The config an evaluation folder's config.yaml records: what the evaluation used (data, model architecture,
+    eval settings, train.device / train.batch_size) and how the evaluated weights came to be as the checkpoint
+    recorded it (model.init, model.pretrained of its training; absent when it recorded none). The rest of `cfg`'s
+    train section (epochs, lr, ...) is the config file's default, not the checkpoint's training: left out."""
+    record = copy.deepcopy(dict(cfg))
+    trained = (_trained_config(model).get("model") or {})
+    record["model"] = {k: v for k, v in record["model"].items() if k not in ("init", "pretrained")}
+    record["model"].update({k: trained[k] for k in ("init", "pretrained") if k in trained})
+    record["train"] = {k: cfg["train"][k] for k in ("device", "batch_size") if k in cfg["train"]}
+    return record
+
+
+def _evaluated(cfg: Mapping) -> dict:
+    """The sections of an evaluation's config that decide its numbers (data, eval, the model architecture; the
+    checkpoint's bytes are compared apart): what a reused evaluation must share with the one asked for."""
+    model = {k: v for k, v in (cfg.get("model") or {}).items() if k not in ("init", "pretrained")}
+    return {"data": cfg.get("data") or {}, "eval": cfg.get("eval") or {}, "model": model}
+
+
 def _earlier_evaluation(out_dir: Path, cfg: Mapping, checkpoint: str | Path, checkpoint_sha256: str | None,
-                        force: bool) -> dict | None:
-    """The stored summary when `out_dir` holds an evaluation of this config and these checkpoint bytes; None when
-    it holds none (or `force` moved another one into previous-<timestamp>/). OutputDirError for another one."""
+                        data_sha256: str | None, force: bool) -> dict | None:
+    """The stored summary when `out_dir` holds an evaluation of this config, these checkpoint bytes and this data
+    (`data_listing`; an evaluation recorded without it is compared without it); None when it holds none (or
+    `force` moved another one into previous-<timestamp>/). OutputDirError for another one."""
     import yaml
 
     from selfmae.train import OutputDirError
     from selfmae.train.device import read_json_record
-    from selfmae.train.rundir import archive
+    from selfmae.train.rundir import archive, changed_inputs
     from selfmae.train.settings import incompatible_keys
 
     if not out_dir.is_dir() or all(p.name.startswith("previous-") for p in out_dir.iterdir()):
         return None
-    record, stored = read_json_record(out_dir / "run.json") or {}, read_json_record(out_dir / "summary.json")
+    record = read_json_record(out_dir / "run.json") or {}
+    try:
+        stored = read_summary(out_dir / "summary.json")
+    except (OSError, ValueError):   # missing or unreadable: not an evaluation to reuse
+        stored = None
     try:
         earlier = yaml.safe_load((out_dir / "config.yaml").read_text()) or {}
     except (OSError, yaml.YAMLError):
         earlier = {}
-    diffs = incompatible_keys(earlier, cfg, strict=True) if earlier else ["its config.yaml is missing"]
+    diffs = incompatible_keys(_evaluated(earlier), _evaluated(cfg), strict=True) if earlier else \
+        ["its config.yaml is missing"]
     if checkpoint_sha256 is None or record.get("checkpoint_sha256") != checkpoint_sha256:
         diffs.append(f"the checkpoint: {record.get('checkpoint', 'not recorded')} holding SHA-256 "
                      f"{str(record.get('checkpoint_sha256'))[:12]}..., now {checkpoint} holding "
                      f"{str(checkpoint_sha256)[:12]}...")
+    if "data_listing_sha256" in record:
+        diffs += changed_inputs({"data_listing_sha256": record["data_listing_sha256"]},
+                                {"data_listing_sha256": data_sha256})
     if not diffs and stored is not None:
         log.info("%s: an evaluation of this checkpoint with these settings is there: reused, not evaluated again "
                  "(force=True, CLI --force, re-runs)", out_dir)

@@ -97,8 +97,8 @@ class LoadReport:
         lines += [f"  encoder tensors not in the file ({len(weights)}; they keep their initial values, so this "
                   f"part of the encoder is not pre-trained): {short(weights)}"] if weights else []
         lines += [f"  encoder biases not in the file ({len(biases)}; their layers' weights are loaded from it, "
-                  f"its layers were built without these biases, so they start at zero, as MAE initialises "
-                  f"biases): {short(biases)}"] if biases else []
+                  f"their biases start at zero, as MAE initialises biases; a file without them usually comes "
+                  f"from layers built with bias=False): {short(biases)}"] if biases else []
         lines += [f"  outside the encoder, not in the file ({len(outside)}; trained from their initial values, as "
                   f"a new head or decoder is): {short(outside)}"] if outside else []
         lines += [f"  unused ({len(self.unexpected)}; in the file but not this model's encoder, e.g. an MAE decoder "
@@ -285,8 +285,9 @@ def _adapt_pos_embed(value: torch.Tensor, want: torch.Size, encoder: ViT, key: s
         value = torch.cat([value.new_zeros(1, 1, value.shape[-1]), value], dim=1)
         notes.append("zero class-token row added")
     src_grid = _grid_of(value.shape[1] - 1, encoder.grid, encoder.spatial_dims)
-    value = interpolate_pos_embed(value, src_grid, encoder.grid)
-    notes.append(f"grid {'x'.join(map(str, src_grid))} -> {'x'.join(map(str, encoder.grid))}")
+    if tuple(src_grid) != tuple(encoder.grid):
+        value = interpolate_pos_embed(value, src_grid, encoder.grid)
+        notes.append(f"grid {'x'.join(map(str, src_grid))} resampled to {'x'.join(map(str, encoder.grid))}")
     return value, ", ".join(notes)
 
 

@@ -112,11 +112,14 @@ def prepare_out_dir(out_dir: Path, config: dict, *, force: bool, resume: bool,
 def _finished(out_dir: Path, record: dict, config: dict, precision: PrecisionChoice | None) -> RunResult:
     """The stored result of the finished run `record` (done.json) when it used `config`, else TrainConfigError."""
     diffs = incompatible_keys(record["config"], config, strict=True)
-    if "model.pretrained" in diffs and (_same_content(record["config"], config)
+    if "model.pretrained" in diffs and (same_content(record["config"], config, "pretrained_sha256")
                                         or _moved_with_its_runs(record, out_dir, config)):
         diffs.remove("model.pretrained")
-    if "inputs.pretrained_sha256" in diffs:
-        diffs[diffs.index("inputs.pretrained_sha256")] = _content_changed(record["config"], config)
+    if "data.data_dir" in diffs and same_content(record["config"], config, "data_listing_sha256"):
+        diffs.remove("data.data_dir")   # the same files at another place (a copied or moved data folder)
+    if "inputs" in config:   # compared by content (a caller of fit that records no inputs compares none)
+        diffs = [d for d in diffs if not d.startswith("inputs.")] + changed_inputs(record["config"].get("inputs"),
+                                                                                   config["inputs"])
     if precision is not None:  # compared by what it trained in, not by the words of the setting
         why = finished_precision_diff(record, precision, read_json_record(out_dir / "run.json"))
         diffs = [d for d in diffs if d != "train.precision"] + ([why] if why else [])
@@ -133,13 +136,44 @@ def _finished(out_dir: Path, record: dict, config: dict, precision: PrecisionCho
 
 
 def refuse_changed_inputs(out_dir: Path, inputs: Mapping[str, Any]) -> None:
-    """TrainConfigError when `out_dir` holds a finished run that recorded other `inputs` (the pre-trained
-    checkpoint's SHA-256): the check `prepare_out_dir` makes, made before any weights are read so that a refusal
-    costs no model load. A run recorded without `inputs`, or no finished run, passes."""
+    """TrainConfigError when `out_dir` holds a finished run that recorded other `inputs` (`changed_inputs`: the
+    pre-trained checkpoint's SHA-256, the data folder's listing digest): the check `prepare_out_dir` makes, made
+    before any data or weights are read so that a refusal costs nothing. A run recorded without `inputs`, or no
+    finished run, passes."""
     done = Path(out_dir) / "done.json"
     stored = json.loads(done.read_text()).get("config", {}) if done.exists() else {}
-    if "inputs" in stored and stored["inputs"] != dict(inputs):
-        raise _refusal(Path(out_dir), [_content_changed(stored, {"inputs": inputs})])
+    diffs = changed_inputs(stored.get("inputs"), inputs)
+    if diffs:
+        raise _refusal(Path(out_dir), diffs)
+
+
+INPUT_CHANGES = {   # input -> (what it is, what a new digest means)
+    "pretrained_sha256": ("the model.pretrained checkpoint's content",
+                          "was re-written since, e.g. by a new pre-training"),
+    "data_listing_sha256": ("the data folder's files (names, sizes, split lists, metadata)",
+                            "changed since: files added, removed or resized, or lists edited"),
+}
+
+
+def changed_inputs(stored: Mapping[str, Any] | None, wanted: Mapping[str, Any] | None) -> list[str]:
+    """Why a run that recorded the `inputs` `stored` did not start from `wanted` (one phrase per changed input;
+    [] when the same). Only the inputs the stored record has are compared: a run recorded before an input was
+    tracked (no `inputs`, or no `data_listing_sha256`) is compared by its settings alone.
+    Inputs: `pretrained_sha256` (the model.pretrained file's bytes), `data_listing_sha256` (the data folder's
+    names, sizes and listing files, `selfmae.provenance.data_listing_sha256`; None for the synthetic phantoms)."""
+    stored, wanted = dict(stored or {}), dict(wanted or {})
+    diffs = []
+    for key in sorted(stored):
+        was, now = stored[key], wanted.get(key)
+        if was == now:
+            continue
+        what, change = INPUT_CHANGES.get(key, (f"inputs.{key}", "changed"))
+        diffs.append(f"{what}: sha256 {_digest(was)} then, {_digest(now)} now, so it {change}")
+    return diffs
+
+
+def _digest(value: Any) -> str:
+    return "none" if value is None else f"{str(value)[:12]}..."
 
 
 def _refusal(out_dir: Path, diffs: list[str]) -> TrainConfigError:
@@ -147,16 +181,10 @@ def _refusal(out_dir: Path, diffs: list[str]) -> TrainConfigError:
                             "use another out_dir or force=True (CLI: --force) to archive it and re-run")
 
 
-def _content_changed(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> str:
-    was, now = (str((c.get("inputs") or {}).get("pretrained_sha256"))[:12] for c in (stored, wanted))
-    return (f"the model.pretrained checkpoint's content: sha256 {was}... then, {now}... now, so it was re-written "
-            "since, e.g. by a new pre-training")
-
-
-def _same_content(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
-    """True when both configs recorded the pre-trained checkpoint's SHA-256 (the `inputs` section) and it is the
-    same: another path to the same bytes is the same starting point."""
-    digests = [(c.get("inputs") or {}).get("pretrained_sha256") for c in (stored, wanted)]
+def same_content(stored: Mapping[str, Any], wanted: Mapping[str, Any], key: str) -> bool:
+    """True when both configs recorded the digest `key` of their `inputs` section (`pretrained_sha256`,
+    `data_listing_sha256`) and it is the same: another path to the same content is the same starting point."""
+    digests = [(c.get("inputs") or {}).get(key) for c in (stored, wanted)]
     return digests[0] is not None and digests[0] == digests[1]
 
 
