@@ -184,3 +184,24 @@ def test_a_finished_run_on_real_data_is_reused_only_while_its_data_is_unchanged(
         run_evaluate(cfg, tmp_path / "ft" / "best.pt", tmp_path / "ev")
     finetune(data, force=True)
     assert json.loads(done.read_text())["config"]["inputs"]["data_listing_sha256"] == data_listing_sha256(data)
+
+
+def test_a_fine_tuning_whose_validations_are_all_nan_evaluates_its_last_checkpoint(tmp_path, monkeypatch, caplog):
+    """No validation defined the main metric (e.g. no label both positive and negative in the validation split):
+    no best checkpoint, so the last one is evaluated and the warning says so (was: a TypeError on best.pt None)."""
+    from selfmae.train.tasks import ClassificationTask
+
+    evaluate = ClassificationTask.evaluate
+    calls = []
+
+    def nan_during_training(self, model, loader, device):
+        calls.append(1)
+        out = evaluate(self, model, loader, device)
+        return out if len(calls) > 1 else {**out, "mAUC": float("nan")}   # the engine's one validation: NaN
+
+    monkeypatch.setattr(ClassificationTask, "evaluate", nan_during_training)
+    cfg = load_config("finetune_cxr14", "tiny", {"train.epochs": 1, "train.max_steps": 1, "train.device": "cpu"})
+    with caplog.at_level("WARNING", logger="selfmae.experiments"):
+        summary = run_finetune(cfg, tmp_path / "ft")
+    assert summary["checkpoint"].endswith("last.pt") and "no best checkpoint: the last one" in caplog.text
+    assert not (tmp_path / "ft" / "best.pt").exists() and len(calls) == 2

@@ -112,7 +112,8 @@ def data_listing(cfg: Mapping) -> str | None:
 
 def run_finetune(cfg: Mapping, out_dir: str | Path | None = None, force: bool = False,
                  datasets: Mapping | None = None) -> dict:
-    """Fine-tune, then evaluate the best checkpoint on the evaluation split; returns (and stores) the summary."""
+    """Fine-tune, then evaluate the best checkpoint on the evaluation split (the last, with a warning, when no
+    validation gave a defined main metric); returns (and stores) the summary."""
     out_dir = Path(out_dir or default_run_dir(cfg))
     stored = None if force else stored_summary(cfg, out_dir)
     if stored is not None:
@@ -126,7 +127,12 @@ def run_finetune(cfg: Mapping, out_dir: str | Path | None = None, force: bool = 
         refuse_changed_inputs(out_dir, run_inputs(cfg))   # a re-written model.pretrained: refused before any work
     datasets = datasets or build_data(cfg)
     result = run_training(cfg, out_dir, force=force, datasets=datasets)
-    return run_evaluate(cfg, result.best_ckpt, out_dir, datasets=datasets)
+    if result.best_ckpt is None:   # every validation gave NaN (e.g. no label both positive and negative there)
+        log.warning("%s: no validation gave a defined %s (e.g. the %d validation item(s) give no label both positive "
+                    "and negative examples), so there is no best checkpoint: the last one, %s, is evaluated; a "
+                    "larger data.val_fraction gives a validation split that can pick one", out_dir,
+                    result.main_metric, len(datasets["val"]), result.last_ckpt.name)
+    return run_evaluate(cfg, result.best_ckpt or result.last_ckpt, out_dir, datasets=datasets)
 
 
 def stored_summary(cfg: Mapping, out_dir: str | Path) -> dict | None:
