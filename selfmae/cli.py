@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import sys
@@ -251,7 +250,9 @@ def _run(args: argparse.Namespace) -> int:
             raise
         print(f"error: {user_error}", file=sys.stderr)
         return 1
-    print(json.dumps(result if isinstance(result, dict) else experiments.summary(result), indent=2, default=str))
+    from selfmae.experiments.stages import summary_json
+
+    print(summary_json(result if isinstance(result, dict) else experiments.summary(result)))   # strict: NaN as null
     return 0
 
 

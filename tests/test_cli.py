@@ -1,5 +1,6 @@
 """Every CLI subcommand answers --help; bad arguments fail with a message."""
 import json
+import shutil
 import subprocess
 import sys
 
@@ -66,6 +67,7 @@ def test_cli_says_a_run_is_reused_and_refuses_other_settings_in_one_line(tmp_pat
     err = capsys.readouterr().err
     assert "an MAE pre-training checkpoint" in err and "fine-tune from it first" in err and "Traceback" not in err
     assert "--set model.init=mae" in err and "decoder_blocks" not in err
+    assert not (tmp_path / "pre" / "evaluate-last").exists()            # a refusal leaves no folder behind
 
     (tmp_path / "a-file").write_text("not a folder")
     assert main([*run[:3], "--out-dir", str(tmp_path / "a-file" / "pre"), *run[5:]]) == 1
@@ -115,13 +117,25 @@ def test_cli_evaluate_reads_the_checkpoints_dataset_and_warns_when_the_data_is_n
     steps = ["--device", "cpu", "--set", "train.epochs=1", "--set", "train.max_steps=1"]
     own = tmp_path / "mine" / "cxr14"
     assert main(["finetune", "--dataset", "cxr14", "--data-dir", str(own), "--out-dir", str(tmp_path / "ft"),
-                 *steps]) == 0
+                 *steps, "--set", "train.seed=1"]) == 0
     capsys.readouterr()
     assert main(["evaluate", "--checkpoint", str(tmp_path / "ft" / "best.pt"), *steps]) == 0
     out = capsys.readouterr()
-    assert "mAUC" in json.loads(out.out)                        # scored as a CXR14 classifier
+    printed = json.loads(out.out, parse_constant=lambda c: pytest.fail(f"stdout is not strict JSON: {c}"))
+    assert "mAUC" in printed and printed["seed"] == 1           # a CXR14 classifier; the checkpoint's seed
     assert f"was trained on {own.resolve()}; this evaluation reads the synthetic phantoms" in out.err
     assert f"--data-dir {own}" in out.err
     assert main(["evaluate", "--checkpoint", str(tmp_path / "ft" / "best.pt"), "--data-dir", str(own),
                  "--out-dir", str(tmp_path / "ev"), *steps]) == 0
     assert "was trained on" not in capsys.readouterr().err
+    # the data's digest decides where the training recorded it: a copy elsewhere is the same data (no warning),
+    # the same folder with an edited test list is not
+    shutil.copytree(own, tmp_path / "copy")
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "ft" / "best.pt"), "--data-dir", str(tmp_path / "copy"),
+                 "--out-dir", str(tmp_path / "ev-copy"), *steps]) == 0
+    assert "was trained on" not in capsys.readouterr().err
+    test_list = own / "test_list.txt"
+    test_list.write_text("\n".join(test_list.read_text().split()[:-5]) + "\n")
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "ft" / "best.pt"), "--data-dir", str(own),
+                 "--out-dir", str(tmp_path / "ev-edited"), *steps]) == 0
+    assert "was trained on other data files than" in capsys.readouterr().err

@@ -176,7 +176,8 @@ def test_a_test_list_whose_labels_give_no_auc_is_refused(base, tmp_path):
     root = phantom_copy("cxr14", base, tmp_path)
     test_list = root / "test_list.txt"
     test_list.write_text(test_list.read_text().split()[0] + "\n")
-    assert_reported("cxr14", root, "test_list.txt", "no finding both positive and negative", "mAUC, is undefined")
+    assert_reported("cxr14", root, "test_list.txt", "no finding is both present in one and absent",
+                    "test mAUC a fine-tuning reports is undefined", "check-data --task pretrain")
 
 
 def test_dataset_json_missing_keys(base, tmp_path):

@@ -114,7 +114,7 @@ def test_finetune_is_reused_only_while_its_pretrained_checkpoint_holds_the_same_
     # what made the weights, as the checkpoint recorded it (the config given says init scratch), and no training
     # settings the evaluation did not use (the config file's epochs, lr)
     assert recorded["model"]["init"] == "mae" and recorded["model"]["pretrained"] == str(pre.last_ckpt)
-    assert cfg["model"]["init"] == "scratch" and set(recorded["train"]) == {"device", "batch_size"}
+    assert cfg["model"]["init"] == "scratch" and set(recorded["train"]) == {"device", "batch_size", "seed"}
     assert run_evaluate(cfg, tmp_path / "ft" / "best.pt")["init"] == "mae"        # reused: same settings, bytes
     assert (tmp_path / "ft" / "run.json").read_text() == training_record
     finetune(copy)

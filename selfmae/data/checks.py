@@ -109,8 +109,10 @@ def _auc_undefined(data_dir: Path, lists: dict[str, list[str]], entries: dict) -
     test = [entries[n][0] for n in lists.get(SPLIT_LISTS["test"]) or [] if n in entries]
     if not test or np.ptp(np.stack(test), axis=0).any():
         return []
-    return [DataProblem(str(data_dir / SPLIT_LISTS["test"]), f"its {len(test)} image(s) give no finding both "
-                        "positive and negative images: the AUC of every label, so the test mAUC, is undefined")]
+    return [DataProblem(str(data_dir / SPLIT_LISTS["test"]), f"among its {len(test)} image(s) no finding is both "
+                        "present in one and absent from another, so no finding has an ROC AUC and the test mAUC a "
+                        "fine-tuning reports is undefined; list test images with and without some finding "
+                        "(pre-training needs no scorable test list: check-data --task pretrain)")]
 
 
 def _check_volume(path: str, ndim: int, channels: int | None = None) -> tuple[list[DataProblem], tuple | None]:

@@ -170,11 +170,12 @@ def _refuse_pretraining_for_a_task(cfg: Mapping, weights: Mapping, checkpoint: s
 
     if cfg.get("task", "pretrain") != "pretrain" and "mask_token" in weights and any(
             k.startswith("decoder_") for k in weights):
+        data = f" --data-dir {cfg['data']['data_dir']}" if cfg["data"].get("data_dir") else ""
         raise CheckpointError(
             f"{checkpoint}: an MAE pre-training checkpoint (encoder, mask token and decoder; no {cfg['task']} head), "
             f"so there is nothing to {'classify' if cfg['task'] == 'classify' else 'segment'} with yet: fine-tune "
-            f"from it first (selfmae finetune --config {cfg.get('experiment', '<config>')} --set model.init=mae "
-            f"--set model.pretrained={checkpoint}) and evaluate that run's best.pt")
+            f"from it first (selfmae finetune --config {cfg.get('experiment', '<config>')}{data} --set "
+            f"model.init=mae --set model.pretrained={checkpoint}) and evaluate that run's best.pt")
 
 
 _NOT_INFO = ("model", "optimizer", "scheduler", "rng", "epoch_acc", "scaler")

@@ -177,16 +177,20 @@ def stored_summary(cfg: Mapping, out_dir: str | Path) -> dict | None:
 SUMMARY_FIELDS = ("experiment", "config_hash", "split", "checkpoint", "seed", "init")   # the rest are metrics
 
 
-def write_summary(path: Path, summary: Mapping[str, Any]) -> Path:
-    """summary.json in strict JSON: a metric that is NaN (e.g. the AUC of a label with one value in the split, a
-    structure absent from prediction and truth under the `empty="nan"` convention) is written as null, which
-    `read_summary` reads back as NaN."""
+def summary_json(summary: Mapping[str, Any]) -> str:
+    """A summary (or any flat result dict) as strict JSON text: a metric that is NaN (e.g. the AUC of a label with
+    one value in the split) is null, which `read_summary` reads back as NaN; numpy/torch scalars are numbers and
+    other objects (paths) strings."""
     def plain(value):
         value = float(value) if isinstance(value, (np.floating, torch.Tensor)) else value
         return None if isinstance(value, float) and value != value else value
 
-    text = json.dumps({k: plain(v) for k, v in summary.items()}, indent=2, allow_nan=False, default=float)
-    return atomic_write_text(path, text)
+    return json.dumps({k: plain(v) for k, v in summary.items()}, indent=2, allow_nan=False, default=str)
+
+
+def write_summary(path: Path, summary: Mapping[str, Any]) -> Path:
+    """summary.json in strict JSON (`summary_json`)."""
+    return atomic_write_text(path, summary_json(summary))
 
 
 def read_summary(path: Path) -> dict:
@@ -235,12 +239,12 @@ def run_evaluate(cfg: Mapping, checkpoint: str | Path, out_dir: str | Path | Non
         stored = _earlier_evaluation(out_dir, cfg, checkpoint, checkpoint_sha256, data_sha256, force)
         if stored is not None:
             return stored
-    out_dir.mkdir(parents=True, exist_ok=True)
     datasets = datasets or build_data(cfg)
     device = resolve_device(cfg["train"]["device"])
     model = load_trained(cfg, checkpoint).to(device)
     _warn_other_label_settings(model, cfg, checkpoint)
     _warn_other_data(model, cfg, checkpoint)
+    out_dir.mkdir(parents=True, exist_ok=True)   # only once data and checkpoint are accepted: a refusal leaves none
     split = eval_split(datasets)
     csv_path = out_dir / f"per_case_{split}.csv"
     with torch.no_grad():
@@ -258,11 +262,12 @@ def run_evaluate(cfg: Mapping, checkpoint: str | Path, out_dir: str | Path | Non
             per_label = [{"label": k.split("/", 1)[1], "auc": v} for k, v in metrics.items() if k.startswith("auc/")]
             atomic_write_text(csv_path, pd.DataFrame(per_label).to_csv(index=False))
     summary = {"experiment": cfg["experiment"], "config_hash": config_hash(cfg), "split": split,
-               "checkpoint": str(checkpoint),
-               "seed": cfg["train"]["seed"], "init": _trained_init(model, cfg), **metrics}
+               "checkpoint": str(checkpoint), "seed": _trained_seed(model, cfg), "init": _trained_init(model, cfg),
+               **metrics}
     write_summary(out_dir / "summary.json", summary)
     if own_folder:
-        save_run_record(evaluation_record(cfg, model), out_dir, extra={"checkpoint": str(checkpoint), "checkpoint_sha256": checkpoint_sha256,
+        save_run_record(evaluation_record(cfg, model), out_dir, extra={
+            "config_hash": summary["config_hash"], "checkpoint": str(checkpoint), "checkpoint_sha256": checkpoint_sha256,
                                              "data_listing_sha256": data_sha256, "split": split, **label_record(cfg)})
     return summary
 
@@ -290,13 +295,17 @@ def auc_coverage(metrics: Mapping[str, float], split: str, n_images: int, cfg: M
 def evaluation_record(cfg: Mapping, model: torch.nn.Module) -> dict:
     """The config an evaluation folder's config.yaml records: what the evaluation used (data, model architecture,
     eval settings, train.device / train.batch_size) and how the evaluated weights came to be as the checkpoint
-    recorded it (model.init, model.pretrained of its training; absent when it recorded none). The rest of `cfg`'s
-    train section (epochs, lr, ...) is the config file's default, not the checkpoint's training: left out."""
-    record = copy.deepcopy(dict(cfg))
+    recorded it (model.init, model.pretrained and train.seed of its training; absent when it recorded none). The
+    rest of `cfg`'s train section (epochs, lr, ...) and its description are the config file's, not the
+    checkpoint's training: left out. run.json's config_hash is summary.json's (the config given)."""
+    record = {k: v for k, v in copy.deepcopy(dict(cfg)).items() if k != "description"}   # the training's words
     trained = (_trained_config(model).get("model") or {})
     record["model"] = {k: v for k, v in record["model"].items() if k not in ("init", "pretrained")}
     record["model"].update({k: trained[k] for k in ("init", "pretrained") if k in trained})
     record["train"] = {k: cfg["train"][k] for k in ("device", "batch_size") if k in cfg["train"]}
+    seed = (_trained_config(model).get("train") or {}).get("seed")
+    if seed is not None:
+        record["train"]["seed"] = seed   # the training's, as summary.json says
     return record
 
 
@@ -366,20 +375,35 @@ def _warn_other_label_settings(model: torch.nn.Module, cfg: Mapping, checkpoint:
 
 
 def _warn_other_data(model: torch.nn.Module, cfg: Mapping, checkpoint: str | Path) -> None:
-    """Warn when the checkpoint was trained on other data than this evaluation reads (its data.data_dir; null
-    means the synthetic phantoms): e.g. `evaluate` without --data-dir scores a model trained on real scans on the
-    phantoms. Folders are compared resolved, so the same folder spelled two ways is the same data."""
-    trained = _trained_config(model).get("data") or {}
-    if "data_dir" not in trained:
+    """Warn when the checkpoint was trained on other data than this evaluation reads. When the training recorded
+    its data folder's digest (`run_inputs`' data_listing_sha256) the files decide: a copy elsewhere is the same
+    data, the same folder edited since (e.g. test_list.txt) is not. Otherwise the folders are compared resolved
+    (data.data_dir; null means the synthetic phantoms), e.g. `evaluate` without --data-dir scores a model trained
+    on real scans on the phantoms."""
+    trained = _trained_config(model)
+    trained_dir = (trained.get("data") or {}).get("data_dir", "unrecorded")
+    if trained_dir == "unrecorded":
         return
 
     def where(data_dir) -> str:
         return str(Path(data_dir).expanduser().resolve()) if data_dir else "the synthetic phantoms"
 
-    if where(trained["data_dir"]) != where(cfg["data"].get("data_dir")):
-        hint = f" (to score it on its own data: --data-dir {trained['data_dir']})" if trained["data_dir"] else ""
-        log.warning("%s was trained on %s; this evaluation reads %s%s", checkpoint, where(trained["data_dir"]),
-                    where(cfg["data"].get("data_dir")), hint)
+    digest = (trained.get("inputs") or {}).get("data_listing_sha256")
+    now = where(cfg["data"].get("data_dir"))
+    if digest is not None and cfg["data"].get("data_dir"):
+        if digest != data_listing(cfg):
+            changed = " (the same folder, changed since)" if where(trained_dir) == now else ""
+            log.warning("%s was trained on other data files than %s holds now%s: its scores are on data it was "
+                        "not trained and validated with", checkpoint, now, changed)
+        return
+    if where(trained_dir) != now:
+        hint = f" (to score it on its own data: --data-dir {trained_dir})" if trained_dir else ""
+        log.warning("%s was trained on %s; this evaluation reads %s%s", checkpoint, where(trained_dir), now, hint)
+
+
+def _trained_seed(model: torch.nn.Module, cfg: Mapping) -> int:
+    """The train.seed the checkpoint's training recorded (this config's when it recorded none)."""
+    return (_trained_config(model).get("train") or {}).get("seed", cfg["train"]["seed"])
 
 
 def _trained_init(model: torch.nn.Module, cfg: Mapping) -> str:
