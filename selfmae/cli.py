@@ -160,9 +160,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 def _user_error_in(err: BaseException) -> BaseException | None:
     """`err` when it is a user error (`_user_errors`), else the first one among its causes: MONAI's transforms
     wrap what a step raises (a DataError naming a volume) in RuntimeError("applying transform ..."); None if none."""
-    seen = set()
+    user_errors, seen = _user_errors(), set()
     while err is not None and id(err) not in seen:
-        if isinstance(err, _user_errors()):
+        if isinstance(err, user_errors):
             return err
         seen.add(id(err))
         err = err.__cause__

@@ -36,7 +36,7 @@ def default_run_dir(cfg: Mapping) -> Path:
 
 
 def run_training(cfg: Mapping, out_dir: str | Path | None = None, force: bool = False,
-                 datasets: Mapping | None = None):
+                 datasets: Mapping | None = None, inputs: Mapping | None = None):
     """Train one config (pre-training or fine-tuning) into `out_dir`; returns the engine's RunResult.
 
     `datasets` lets a study reuse cached datasets across methods and seeds (built here when None). A finished
@@ -51,7 +51,7 @@ def run_training(cfg: Mapping, out_dir: str | Path | None = None, force: bool = 
 
     cfg = copy.deepcopy(dict(cfg))
     out_dir = Path(out_dir or default_run_dir(cfg))
-    inputs = run_inputs(cfg)
+    inputs = dict(inputs) if inputs is not None else run_inputs(cfg)   # a caller that read them passes them
     if not force:
         refuse_changed_inputs(out_dir, inputs)   # before reading data or weights: a refusal costs nothing
     seed_record = seed_everything(cfg["train"]["seed"])
@@ -115,7 +115,8 @@ def run_finetune(cfg: Mapping, out_dir: str | Path | None = None, force: bool = 
     """Fine-tune, then evaluate the best checkpoint on the evaluation split (the last, with a warning, when no
     validation gave a defined main metric); returns (and stores) the summary."""
     out_dir = Path(out_dir or default_run_dir(cfg))
-    stored = None if force else stored_summary(cfg, out_dir)
+    inputs = run_inputs(cfg)   # read once: a data folder's digest walks every file
+    stored = None if force else stored_summary(cfg, out_dir, inputs)
     if stored is not None:
         log.info("%s: a finished fine-tuning with these settings is there: its summary is reused (force=True, "
                  "CLI --force, re-runs)", out_dir)
@@ -124,9 +125,9 @@ def run_finetune(cfg: Mapping, out_dir: str | Path | None = None, force: bool = 
     if not force:
         from selfmae.train import refuse_changed_inputs
 
-        refuse_changed_inputs(out_dir, run_inputs(cfg))   # a re-written model.pretrained: refused before any work
+        refuse_changed_inputs(out_dir, inputs)   # a re-written model.pretrained, edited data: refused before any work
     datasets = datasets or build_data(cfg)
-    result = run_training(cfg, out_dir, force=force, datasets=datasets)
+    result = run_training(cfg, out_dir, force=force, datasets=datasets, inputs=inputs)
     if result.best_ckpt is None:   # every validation gave NaN (e.g. no label both positive and negative there)
         log.warning("%s: no validation gave a defined %s (e.g. the %d validation item(s) give no label both positive "
                     "and negative examples), so there is no best checkpoint: the last one, %s, is evaluated; a "
@@ -135,14 +136,15 @@ def run_finetune(cfg: Mapping, out_dir: str | Path | None = None, force: bool = 
     return run_evaluate(cfg, result.best_ckpt or result.last_ckpt, out_dir, datasets=datasets)
 
 
-def stored_summary(cfg: Mapping, out_dir: str | Path) -> dict | None:
+def stored_summary(cfg: Mapping, out_dir: str | Path, inputs: Mapping | None = None) -> dict | None:
     """The summary.json of a finished fine-tuning of exactly this config in `out_dir`, else None (also when the
     run recorded the pre-trained checkpoint's content or its data folder's digest and they changed since:
     `run_inputs`; the same checkpoint bytes or data files now at another path still answer).
 
     A summary written under another train.precision setting still answers when the finished training run trained in
     what this config's setting resolves to there (the engine's rule, `selfmae.train.finished_run_precision_diff`;
-    e.g. `bf16` that fell back to fp32 on an AVX2 CPU answers `auto`): evaluation itself always runs in fp32."""
+    e.g. `bf16` that fell back to fp32 on an AVX2 CPU answers `auto`): evaluation itself always runs in fp32.
+    `inputs`: `run_inputs(cfg)` when the caller has read them already."""
     from selfmae.train.rundir import changed_inputs, same_content
 
     path = Path(out_dir) / "summary.json"
@@ -151,7 +153,8 @@ def stored_summary(cfg: Mapping, out_dir: str | Path) -> dict | None:
     stored = read_summary(path)
     done = Path(out_dir) / "done.json"
     record = json.loads(done.read_text()) if done.exists() else {}
-    recorded_inputs, inputs = record.get("config", {}).get("inputs"), run_inputs(cfg)
+    recorded_inputs = record.get("config", {}).get("inputs")
+    inputs = run_inputs(cfg) if inputs is None else inputs
     if changed_inputs(recorded_inputs, inputs):
         return None   # model.pretrained re-written or data edited since: the engine refuses the stale run, naming why
     if stored.get("config_hash") == config_hash(cfg):
@@ -234,7 +237,7 @@ def run_evaluate(cfg: Mapping, checkpoint: str | Path, out_dir: str | Path | Non
     own_folder = not any((out_dir / name).exists() for name in ("done.json", "last.pt"))   # not a training run's
     # only an evaluation folder of its own records (and compares) the checkpoint's bytes
     checkpoint_sha256 = file_sha256(checkpoint) if own_folder and Path(checkpoint).is_file() else None
-    data_sha256 = data_listing(cfg) if own_folder else None
+    data_sha256 = data_listing(cfg)   # compared with an earlier evaluation's and the training's records
     if own_folder:
         stored = _earlier_evaluation(out_dir, cfg, checkpoint, checkpoint_sha256, data_sha256, force)
         if stored is not None:
@@ -243,7 +246,7 @@ def run_evaluate(cfg: Mapping, checkpoint: str | Path, out_dir: str | Path | Non
     device = resolve_device(cfg["train"]["device"])
     model = load_trained(cfg, checkpoint).to(device)
     _warn_other_label_settings(model, cfg, checkpoint)
-    _warn_other_data(model, cfg, checkpoint)
+    _warn_other_data(model, cfg, checkpoint, data_sha256)
     out_dir.mkdir(parents=True, exist_ok=True)   # only once data and checkpoint are accepted: a refusal leaves none
     split = eval_split(datasets)
     csv_path = out_dir / f"per_case_{split}.csv"
@@ -267,8 +270,9 @@ def run_evaluate(cfg: Mapping, checkpoint: str | Path, out_dir: str | Path | Non
     write_summary(out_dir / "summary.json", summary)
     if own_folder:
         save_run_record(evaluation_record(cfg, model), out_dir, extra={
-            "config_hash": summary["config_hash"], "checkpoint": str(checkpoint), "checkpoint_sha256": checkpoint_sha256,
-                                             "data_listing_sha256": data_sha256, "split": split, **label_record(cfg)})
+            "config_hash": summary["config_hash"], "checkpoint": str(checkpoint),
+            "checkpoint_sha256": checkpoint_sha256, "data_listing_sha256": data_sha256, "split": split,
+            **label_record(cfg)})
     return summary
 
 
@@ -299,13 +303,13 @@ def evaluation_record(cfg: Mapping, model: torch.nn.Module) -> dict:
     rest of `cfg`'s train section (epochs, lr, ...) and its description are the config file's, not the
     checkpoint's training: left out. run.json's config_hash is summary.json's (the config given)."""
     record = {k: v for k, v in copy.deepcopy(dict(cfg)).items() if k != "description"}   # the training's words
-    trained = (_trained_config(model).get("model") or {})
+    trained = _trained_config(model)
+    trained_model, trained_train = trained.get("model") or {}, trained.get("train") or {}
     record["model"] = {k: v for k, v in record["model"].items() if k not in ("init", "pretrained")}
-    record["model"].update({k: trained[k] for k in ("init", "pretrained") if k in trained})
+    record["model"].update({k: trained_model[k] for k in ("init", "pretrained") if k in trained_model})
     record["train"] = {k: cfg["train"][k] for k in ("device", "batch_size") if k in cfg["train"]}
-    seed = (_trained_config(model).get("train") or {}).get("seed")
-    if seed is not None:
-        record["train"]["seed"] = seed   # the training's, as summary.json says
+    if trained_train.get("seed") is not None:
+        record["train"]["seed"] = trained_train["seed"]   # the training's, as summary.json says
     return record
 
 
@@ -374,12 +378,12 @@ def _warn_other_label_settings(model: torch.nn.Module, cfg: Mapping, checkpoint:
                     " ".join(f"--set data.{k}={v}" for k, v in diffs.items()))
 
 
-def _warn_other_data(model: torch.nn.Module, cfg: Mapping, checkpoint: str | Path) -> None:
+def _warn_other_data(model: torch.nn.Module, cfg: Mapping, checkpoint: str | Path, data_sha256: str | None) -> None:
     """Warn when the checkpoint was trained on other data than this evaluation reads. When the training recorded
     its data folder's digest (`run_inputs`' data_listing_sha256) the files decide: a copy elsewhere is the same
     data, the same folder edited since (e.g. test_list.txt) is not. Otherwise the folders are compared resolved
     (data.data_dir; null means the synthetic phantoms), e.g. `evaluate` without --data-dir scores a model trained
-    on real scans on the phantoms."""
+    on real scans on the phantoms. `data_sha256`: `data_listing(cfg)`."""
     trained = _trained_config(model)
     trained_dir = (trained.get("data") or {}).get("data_dir", "unrecorded")
     if trained_dir == "unrecorded":
@@ -391,7 +395,7 @@ def _warn_other_data(model: torch.nn.Module, cfg: Mapping, checkpoint: str | Pat
     digest = (trained.get("inputs") or {}).get("data_listing_sha256")
     now = where(cfg["data"].get("data_dir"))
     if digest is not None and cfg["data"].get("data_dir"):
-        if digest != data_listing(cfg):
+        if digest != data_sha256:
             changed = " (the same folder, changed since)" if where(trained_dir) == now else ""
             log.warning("%s was trained on other data files than %s holds now%s: its scores are on data it was "
                         "not trained and validated with", checkpoint, now, changed)
