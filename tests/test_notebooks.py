@@ -4,7 +4,6 @@ The notebooks run once per test session into a temporary folder (phantoms, runs,
 with `max_steps=2` and two seeds so the whole chain takes minutes; the numbers are meaningless, the layout is not.
 """
 import json
-import os
 from pathlib import Path
 
 import nbformat
@@ -50,15 +49,9 @@ PARAMS = {"max_steps": 2, "seeds": [0, 1]}
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
     root = tmp_path_factory.mktemp("reproduce")
-    old = os.environ.get("SELFMAE_SYNTHETIC")
-    os.environ["SELFMAE_SYNTHETIC"] = str(root / "synthetic")
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SELFMAE_SYNTHETIC", str(root / "synthetic"))
         rc = reproduce("tiny", runs_dir=root / "runs", results_dir=root, params=PARAMS)
-    finally:
-        if old is None:
-            os.environ.pop("SELFMAE_SYNTHETIC", None)
-        else:
-            os.environ["SELFMAE_SYNTHETIC"] = old
     return root, rc
 
 
@@ -154,13 +147,10 @@ def test_figures_written_and_not_blank(executed, name):
         assert im.size[0] > 200 and extrema[1] - extrema[0] > 50, (png, im.size, extrema)
 
 
-def test_rerun_skips_finished_notebooks(executed, capsys):
+def test_rerun_skips_finished_notebooks(executed, capsys, monkeypatch):
     root, _ = executed
-    os.environ["SELFMAE_SYNTHETIC"] = str(root / "synthetic")
-    try:
-        rc = reproduce("tiny", runs_dir=root / "runs", results_dir=root, params=PARAMS)
-    finally:
-        os.environ.pop("SELFMAE_SYNTHETIC", None)
+    monkeypatch.setenv("SELFMAE_SYNTHETIC", str(root / "synthetic"))
+    rc = reproduce("tiny", runs_dir=root / "runs", results_dir=root, params=PARAMS)
     out = capsys.readouterr().out
     assert rc == 0
     assert out.count("skipped, inputs unchanged") == len(numbered_notebooks()), out
