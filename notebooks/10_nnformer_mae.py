@@ -51,8 +51,8 @@ ctx.save_figure(fig, "curves_pretrain_nnformer_btcv", "btcv")
 # ## 2. The comparison table
 # UNETR from scratch is reused from notebook 06 (same runs). Swin-UNETR is MONAI's implementation. TransUNet is
 # a 2D model and is listed with the paper's number only. Swin-UNETR halves its resolution five times, so it needs
-# crops of at least 64³ voxels (at 32³ its bottleneck is one voxel, where instance norm fails), ~7 s a step on a
-# 2-core CPU: the `tiny` profile does not train it, and its row says "not run" rather than print the score of an
+# crops of at least 64³ voxels (at 32³ its bottleneck is one voxel, where instance norm fails), ~5 s a step for one
+# such crop on one CPU core: the `tiny` profile does not train it, and its row says "not run" rather than print the score of an
 # untrained network. (A smoke run with `max_steps`, as in the test suite, still builds, trains and evaluates it.)
 
 # %%
@@ -61,7 +61,7 @@ mae = {"model.init": "mae", "model.pretrained": str(pre.last_ckpt)}
 nnformer = finetune_study("finetune_nnformer_btcv", profile, {"nnformer_scratch": {}, "nnformer_mae": mae}, seeds,
                           study, overrides=ctx.run_overrides("finetune_nnformer_btcv"))
 swin_method = ({} if profile != "tiny" or max_steps
-               else {"skip": "tiny profile: 64³ crops at ~7 s a step are beyond a laptop run"})
+               else {"skip": "tiny profile: 64³ crops at ~5 s a step are beyond a laptop run"})
 swin = finetune_study("finetune_swinunetr_btcv", profile, {"swin_unetr": swin_method}, seeds, study,
                       overrides=ctx.run_overrides("finetune_swinunetr_btcv"))
 unetr = finetune_study("finetune_btcv", profile, {"scratch": {}}, seeds, ctx.runs / "finetune_btcv",

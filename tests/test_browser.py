@@ -1,8 +1,10 @@
 """The explorer in a real browser: JupyterLab + headless Chromium, a slider moved, the picture checked.
 
 Runs with `make test-browser` (or plain `make test`) when chromium, chromedriver and selenium are installed;
-otherwise it is skipped with the reason. Screenshots land in figures/explorer_before.png,
-figures/explorer_after.png (2D) and figures/explorer_3d.png (a volume) so a person can check what a user sees.
+otherwise it is skipped with the reason. Screenshots (explorer_before.png, explorer_after.png: 2D;
+explorer_3d.png: a volume) let a person check what a user sees: they land in the test's temporary folder, or in
+$SELFMAE_SCREENSHOTS when set (`SELFMAE_SCREENSHOTS=figures make test-browser` refreshes the committed ones), so
+a test run never rewrites the checkout.
 """
 from __future__ import annotations
 
@@ -28,7 +30,6 @@ pytestmark = pytest.mark.browser
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser"), "/usr/bin/chromium")
                  if p and Path(p).exists()), None)
-FIGURES = REPO_ROOT / "figures"
 NOTEBOOK_SOURCE = '''\
 from selfmae.explore import explorer_widget
 ui = explorer_widget({source!r}, runs_dir={runs!r}, mask_ratio={mask_ratio!r})
@@ -182,7 +183,6 @@ def _explorer_in_jupyterlab(tmp_path: Path, source: str, mask_ratio: float):
     base = f"http://127.0.0.1:{port}"
     proc = _start_lab(root, port, token)
     driver = None
-    FIGURES.mkdir(exist_ok=True)
     try:
         _wait_for_server(proc, f"{base}/api/status?token={token}", root / "lab.log")
         driver = _driver(tmp_path / "chromium-profile")
@@ -241,6 +241,13 @@ def _press(driver, slider_index: int, key: str, times: int) -> None:
         time.sleep(0.05)
 
 
+def _screenshot(driver, tmp_path: Path, name: str) -> None:
+    """Save what the browser shows as <name> in $SELFMAE_SCREENSHOTS (relative to the repository) or tmp_path."""
+    folder = REPO_ROOT / os.environ["SELFMAE_SCREENSHOTS"] if os.environ.get("SELFMAE_SCREENSHOTS") else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(folder / name))
+
+
 def test_explorer_slider_in_jupyterlab(tmp_path):
     """2D: the mask-ratio slider moved from 75 % to 25 % redraws the panels with the new count and error."""
     from selenium.webdriver.common.keys import Keys
@@ -252,7 +259,7 @@ def test_explorer_slider_in_jupyterlab(tmp_path):
         assert len(images_before) == 5, images_before
         n_patches = int(re.search(r"of (\d+) patches", before).group(1))
         assert f"{round(0.75 * n_patches)} of {n_patches} patches hidden (75 %)" in before, before
-        driver.save_screenshot(str(FIGURES / "explorer_before.png"))
+        _screenshot(driver, tmp_path, "explorer_before.png")
 
         _press(driver, 0, Keys.ARROW_LEFT, 10)   # 10 steps of 5 % to the left: 75 % -> 25 %
         WebDriverWait(driver, 30).until(lambda d: "(25 %)" in _status(d))
@@ -263,7 +270,7 @@ def test_explorer_slider_in_jupyterlab(tmp_path):
         mse_after = float(re.search(r"MSE ([0-9.]+)", after).group(1))
         assert mse_before != mse_after
         time.sleep(0.5)
-        driver.save_screenshot(str(FIGURES / "explorer_after.png"))
+        _screenshot(driver, tmp_path, "explorer_after.png")
 
 
 def test_explorer_slice_slider_on_a_3d_volume(tmp_path):
@@ -288,7 +295,7 @@ def test_explorer_slice_slider_on_a_3d_volume(tmp_path):
         assert f"{round(0.5 * n_patches)} of {n_patches} patches hidden (50 %)" in _status(driver)
         WebDriverWait(driver, 10).until(lambda d: _images(d) != images_before)
         time.sleep(0.5)
-        driver.save_screenshot(str(FIGURES / "explorer_3d.png"))
+        _screenshot(driver, tmp_path, "explorer_3d.png")
 
         images_slice = _images(driver)
         _press(driver, 0, Keys.ARROW_RIGHT, 5)   # 50 % -> 75 %
